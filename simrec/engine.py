@@ -1,0 +1,233 @@
+"""The engine: builds a run from its config and drives it with SimPy.
+
+Data flow: config -> world -> learner -> update policy and pipeline -> links -> serving
+replicas -> metrics -> results. One SimPy process, the clock, ticks every ``sim.step_s``:
+it advances the world, serves the step's requests in vectorised batches per datacenter with
+the version live at the tick, logs impressions, and lets the trainer consume the examples
+whose join delay has passed. Policies run their own processes (snapshots, transfers, loads)
+between ticks; a version that lands between two ticks serves from the next one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from simrec.config import DAY_S, Config, ConfigError, validate
+from simrec.metrics.recorder import Recorder
+from simrec.model.learner import Learner
+from simrec.model.log import ClickLog, Examples
+from simrec.model.training import TrainingSide, holdout_mask
+from simrec.network.topology import TOPOLOGIES, build_topology
+from simrec.pipeline.updates import UpdateLog
+from simrec.policies import POLICIES, UpdateContext
+from simrec.registry import UnknownName
+from simrec.rng import Streams
+from simrec.serving.replica import Replica, Server
+from simrec.world.world import World
+
+EVICT_EVERY_S = 3_600.0
+
+
+@dataclass
+class RunState:
+    """What a finished simulation hands to the result builder."""
+
+    cfg: Config
+    world: World
+    learner: Learner
+    recorder: Recorder
+    updates: UpdateLog
+    topology: object
+    bytes_at_start: float
+    bytes_at_end: float
+    measure_start_s: float
+    end_s: float
+    wall_time_s: float
+
+
+def check(cfg: Config) -> None:
+    """All refusals that need no simulation: ranges, plug-in names, combinations."""
+    validate(cfg)
+    if cfg.policy.name not in POLICIES:
+        raise ConfigError(f"policy={cfg.policy.name!r} is not allowed: known policies are "
+                          f"{', '.join(POLICIES.names())}")
+    if cfg.infra.topology not in TOPOLOGIES:
+        raise ConfigError(f"infra.topology={cfg.infra.topology!r} is not allowed: must be one "
+                          f"of {', '.join(sorted(TOPOLOGIES))}")
+    if cfg.policy.name == "online" and cfg.learner.kind != "learned":
+        raise ConfigError(f"learner.kind={cfg.learner.kind!r} is not allowed with policy=online:"
+                          " must be learned (deltas are rows of learned tables)")
+    try:
+        POLICIES[cfg.policy.name](cfg.policy)
+    except UnknownName as e:  # pragma: no cover - guarded above
+        raise ConfigError(str(e)) from None
+
+
+class Simulation:
+    """One run, built from a validated config. Call :meth:`run` once."""
+
+    def __init__(self, cfg: Config) -> None:
+        check(cfg)
+        self.cfg = cfg
+        streams = Streams(cfg.seed)
+        self.streams = streams
+        self.env = simpy.Environment()
+        self.world = World(cfg, streams)
+        w = self.world
+        self.learner = Learner(cfg.learner, cfg.interests.dim, cfg.topics.count,
+                               cfg.serving.slate_size, w.items.t, streams["learner"])
+        self.learner.register_items(w.items.active, 0.0)
+        self.training = TrainingSide(cfg.learner, self.learner, w)
+        self.log = ClickLog(cfg.learner.join_delay_s, cfg.policy.pipeline.validation.window_s)
+        self.server = Server(w, cfg.serving, cfg.clicks.position_decay, streams["serving"])
+        self.dc_names = [d.name for d in cfg.infra.datacenters]
+        first, _ = self.training.snapshot()
+        self.training.shipped = first
+        self.replicas = {n: Replica(n, first, 0.0) for n in self.dc_names}
+        inf = cfg.infra
+        self.topology = build_topology(
+            inf.topology, self.env, inf.training_dc, self.dc_names, inf.uplink_bytes_per_s,
+            {d.name: d.latency_s for d in inf.datacenters}, fanout=inf.fanout, chunks=inf.chunks,
+        )
+        self.measure_start_s = cfg.sim.warmup_days * DAY_S
+        self.end_s = self.measure_start_s + cfg.sim.days * DAY_S
+        self.recorder = Recorder(w, self.dc_names, self.measure_start_s,
+                                 cfg.sim.days * DAY_S, cfg.sim.bucket_s)
+        self.updates = UpdateLog(origin_s=self.measure_start_s)
+        self.policy = POLICIES[cfg.policy.name](cfg.policy)
+        self.ctx = UpdateContext(self.env, w, self.training, self.log, self.topology,
+                                 self.replicas, self.updates, self.measure_start_s, self.end_s)
+        self._rng_traffic = streams["traffic"]
+        self._rng_holdout = streams["learner"]
+        self._rng_corrupt = streams["corruption"]
+        self._spam: np.ndarray | None = None
+        self._progress = None
+
+    # --- processes ----------------------------------------------------------------------
+    def _warmup(self):
+        """Instant full syncs during warm-up, then one at its end, then the policy."""
+        env = self.env
+        every = self.cfg.sim.warmup_sync_interval_s
+        while env.now + every < self.measure_start_s:
+            yield env.timeout(every)
+            self._sync_all()
+        yield env.timeout(self.measure_start_s - env.now)
+        self._sync_all()
+        self.bytes_at_start = self._bytes_moved()
+        self.policy.start(self.ctx)
+
+    def _sync_all(self) -> None:
+        version, _ = self.training.snapshot()
+        self.training.shipped = version
+        for r in self.replicas.values():
+            r.swap(version, self.env.now)
+
+    def _clock(self):
+        env, cfg = self.env, self.cfg
+        step = cfg.sim.step_s
+        next_evict = EVICT_EVERY_S
+        limit_per_step = cfg.learner.throughput_per_s * step
+        while env.now < self.end_s:
+            t = env.now
+            _, new_items = self.world.advance(t)
+            self.learner.register_items(new_items, t)
+            if t >= next_evict and math.isfinite(cfg.learner.row_ttl_s):
+                self.learner.evict(t)
+                next_evict += EVICT_EVERY_S
+            self._serve_step(t, min(step, self.end_s - t))
+            self.learner.train(self.log.ready(t, limit_per_step), t)
+            if self._progress is not None:
+                self._progress.update(min(step, self.end_s - t))
+            yield env.timeout(step)
+
+    def _serve_step(self, t: float, step: float) -> None:
+        w, cfg = self.world, self.cfg
+        users = w.users.sample_requests(t, t + step, self._rng_traffic)
+        if len(users) == 0:
+            return
+        home = w.users.t.home[users]
+        bs = cfg.sim.batch_size
+        for dc, name in enumerate(self.dc_names):
+            replica = self.replicas[name]
+            version = replica.version
+            mine = users[home == dc]
+            eligible = self.server.eligible(version)
+            n_live = len(w.items.active)
+            self.recorder.record_coverage(dc, t, n_live, n_live - len(eligible)
+                                          if not getattr(version, "always_fresh", False) else 0)
+            if len(mine) == 0:
+                continue
+            fresh = getattr(version, "always_fresh", False)
+            staleness = 0.0 if fresh else t - version.data_time_s
+            since = 0.0 if fresh else t - replica.landed_s
+            for s in range(0, len(mine), bs):
+                served = self.server.serve(version, mine[s:s + bs], t, eligible)
+                self.recorder.record(dc, t, served, staleness, since)
+                self._log(served, t)
+
+    def _log(self, s, t: float) -> None:
+        B, k = s.items.shape
+        shown = s.items >= 0
+        items = s.items[shown]
+        it = self.world.items.t
+        first = np.unique(items)
+        new = first[np.isnan(it.first_impression_s[first])]
+        it.first_impression_s[new] = t
+        model_items = np.unique(s.items[:, s.model_slot][shown[:, s.model_slot]])
+        newm = model_items[np.isnan(it.first_model_impression_s[model_items])]
+        it.first_model_impression_s[newm] = t
+        users = np.broadcast_to(s.users[:, None], (B, k))[shown]
+        slots = np.broadcast_to(np.arange(k, dtype=np.int16), (B, k))[shown]
+        clicks = s.clicks[shown].astype(np.float32)
+        held = np.broadcast_to(
+            holdout_mask(B, self.cfg.learner.holdout_share, self._rng_holdout)[:, None], (B, k)
+        )[shown]
+        clicks = self._corrupt(items, clicks, held, t)
+        ex = Examples(np.full(len(items), t), users, items, slots, clicks)
+        self.log.append(ex, held)
+
+    def _corrupt(self, items: np.ndarray, clicks: np.ndarray, held: np.ndarray,
+                 t: float) -> np.ndarray:
+        """Click spam on some items during the burst; held-out data stay clean."""
+        co = self.cfg.corruption
+        if not co.enabled:
+            return clicks
+        start = self.measure_start_s + co.start_s
+        if not (start <= t < start + co.duration_s):
+            return clicks
+        if self._spam is None:
+            active = self.world.items.active
+            self._spam = self._rng_corrupt.choice(active, min(co.items, len(active)),
+                                                  replace=False)
+        hit = np.isin(items, self._spam) & ~held
+        clicks = clicks.copy()
+        clicks[hit] = (self._rng_corrupt.random(int(hit.sum())) < co.click_rate)
+        return clicks
+
+    def _bytes_moved(self) -> float:
+        return float(sum(link.bytes_delivered for link in self.topology.links.values()))
+
+    # --- run ----------------------------------------------------------------------------
+    def run(self) -> RunState:
+        t_wall = time.perf_counter()
+        if self.cfg.sim.progress:
+            from tqdm import tqdm
+
+            self._progress = tqdm(total=self.end_s, unit="sim s", desc=self.cfg.policy.name,
+                                  leave=False)
+        self.bytes_at_start = 0.0
+        self.env.process(self._warmup())
+        self.env.process(self._clock())
+        self.env.run(until=self.end_s)
+        if self._progress is not None:
+            self._progress.close()
+        return RunState(
+            self.cfg, self.world, self.learner, self.recorder, self.updates, self.topology,
+            self.bytes_at_start, self._bytes_moved(), self.measure_start_s, self.end_s,
+            time.perf_counter() - t_wall,
+        )

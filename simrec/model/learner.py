@@ -1,0 +1,303 @@
+"""The learned model and its online trainer.
+
+Model (logit of a click):
+
+    z = w0 + w_pos[slot] + w_age . phi(age) + tb[topic] + b[item] + U[user] . (T[topic] + V[item])
+
+Sparse parameters are the user rows ``U``, item rows ``V`` and biases ``b`` (id-keyed tables),
+plus the topic rows ``T``/``tb``; dense parameters are ``w0``, ``w_pos`` and ``w_age``. An item's
+row is registered when it is published, with ``V = 0`` so that it starts at its topic's vector
+(initialisation from content features); a user's row is created when first trained, after
+``user_min_sightings`` examples (frequency filtering); rows untouched for ``row_ttl_s`` are
+evicted. Every row remembers when it was last written, so the touched keys since any sync are
+known. Training is minibatch row-wise Adagrad (or SGD) on logistic loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simrec.columns import Columns
+from simrec.config import LearnerSettings
+from simrec.model.log import Examples
+from simrec.model.version import AGE_TAUS_S, LearnedVersion, age_features
+from simrec.world.clicks import sigmoid
+
+EPS = 1e-8
+
+
+@dataclass
+class Delta:
+    """Sparse rows touched since a sync cut, for online updates.
+
+    ``size_bytes`` is the production-scale payload (rows x scale x bytes per row).
+    """
+
+    data_time_s: float
+    user_ids: np.ndarray
+    U: np.ndarray
+    item_ids: np.ndarray
+    V: np.ndarray
+    b: np.ndarray
+    T: np.ndarray
+    tb: np.ndarray
+    evicted_users: np.ndarray
+    evicted_items: np.ndarray
+    size_bytes: float
+
+
+class Learner:
+    """Online trainer of the model above.
+
+    Args:
+        cfg: learner settings.
+        dim: embedding dimension.
+        n_topics: number of topics.
+        slate_size: number of positions.
+        item_topic: catalogue metadata, topic of each item id (read-only, grows with the catalogue).
+        item_birth_s: catalogue metadata, publication time of each item id.
+        rng: the learner stream.
+    """
+
+    def __init__(
+        self,
+        cfg: LearnerSettings,
+        dim: int,
+        n_topics: int,
+        slate_size: int,
+        catalogue: Columns,
+        rng: np.random.Generator,
+    ) -> None:
+        self.cfg = cfg
+        self.d = dim
+        self.catalogue = catalogue
+        self.rng = rng
+        spec_row = {
+            "known": (np.bool_, (), False),
+            "updated_s": (np.float64, (), -np.inf),
+            "evicted_s": (np.float64, (), -np.inf),
+            "acc": (np.float32, (), 0.0),
+        }
+        self.users = Columns({"vec": (np.float32, (dim,), 0.0), "seen": (np.int32, (), 0),
+                              **spec_row}, 4096)
+        self.items = Columns({"vec": (np.float32, (dim,), 0.0), "b": (np.float32, (), 0.0),
+                              "b_acc": (np.float32, (), 0.0), **spec_row}, 4096)
+        self.T = rng.normal(0, cfg.init_std, (n_topics, dim)).astype(np.float32)
+        self.T_acc = np.zeros(n_topics, np.float32)
+        self.tb = np.zeros(n_topics, np.float32)
+        self.tb_acc = np.zeros(n_topics, np.float32)
+        self.dense = np.zeros(1 + slate_size + len(AGE_TAUS_S), np.float32)
+        self.dense_acc = np.zeros_like(self.dense)
+        self.slate_size = slate_size
+        self.data_time_s = -np.inf
+        self.trained = 0
+        self.version = 0
+
+    # --- tables -------------------------------------------------------------------------
+    @staticmethod
+    def _ensure(tab: Columns, max_id: int) -> None:
+        if max_id >= tab.size:
+            tab.append(max_id + 1 - tab.size)
+
+    def register_items(self, ids: np.ndarray, t: float) -> None:
+        """Publish items: their rows exist from now on (V = 0, at the topic's vector)."""
+        if len(ids) == 0:
+            return
+        self._ensure(self.items, int(ids.max()))
+        it = self.items
+        it.known[ids] = True
+        it.vec[ids] = 0.0
+        it.b[ids] = 0.0
+        it.updated_s[ids] = t
+
+    def evict(self, now: float) -> None:
+        """Evict rows untouched for ``row_ttl_s``."""
+        cut = now - self.cfg.row_ttl_s
+        for tab in (self.users, self.items):
+            known = tab.view("known")
+            old = np.flatnonzero(known & (tab.view("updated_s") < cut))
+            if len(old):
+                tab.known[old] = False
+                tab.vec[old] = 0.0
+                tab.acc[old] = 0.0
+                tab.evicted_s[old] = now
+                if tab is self.users:
+                    tab.seen[old] = 0
+
+    @property
+    def n_user_rows(self) -> int:
+        return int(self.users.view("known").sum())
+
+    @property
+    def n_item_rows(self) -> int:
+        return int(self.items.view("known").sum())
+
+    # --- training -----------------------------------------------------------------------
+    def train(self, ex: Examples, now: float) -> None:
+        """Train on examples in minibatches; rows written are stamped with ``now``."""
+        m = self.cfg.minibatch
+        for s in range(0, len(ex), m):
+            self._step(ex.take(slice(s, s + m)), now)
+        if len(ex):
+            self.data_time_s = max(self.data_time_s, float(ex.t[-1]))
+            self.trained += len(ex)
+
+    def _step(self, ex: Examples, now: float) -> None:
+        cfg = self.cfg
+        ut, it = self.users, self.items
+        self._ensure(ut, int(ex.user.max()))
+        self._ensure(it, int(ex.item.max()))
+        # frequency filter: a user gets a row after `user_min_sightings` examples
+        uu, uinv, ucnt = np.unique(ex.user, return_inverse=True, return_counts=True)
+        ut.seen[uu] += ucnt.astype(np.int32)
+        new = uu[(~ut.known[uu]) & (ut.seen[uu] >= cfg.user_min_sightings)]
+        if len(new):
+            ut.known[new] = True
+            ut.vec[new] = 0.0
+            ut.acc[new] = 0.0
+        ii, iinv = np.unique(ex.item, return_inverse=True)
+        # an item row may have been evicted while the item is still shown: re-register it
+        gone = ii[~it.known[ii]]
+        if len(gone):
+            it.known[gone] = True
+            it.vec[gone] = 0.0
+            it.b[gone] = 0.0
+        top = self.catalogue.topic[ex.item]
+        age = ex.t - self.catalogue.birth_s[ex.item]
+        phi = age_features(age)
+        ukn = ut.known[ex.user]
+        Uu = ut.vec[ex.user] * ukn[:, None]
+        Vi = self.T[top] + it.vec[ex.item]
+        w = self.dense
+        z = (w[0] + w[1 + ex.slot] + phi @ w[1 + self.slate_size:] + self.tb[top]
+             + it.b[ex.item] + np.einsum("nd,nd->n", Uu, Vi))
+        g = (sigmoid(z) - ex.click).astype(np.float32)
+        n = len(g)
+        # sparse gradients, summed per row
+        gU = _rowsum(g[:, None] * Vi, uinv, len(uu))
+        gV = _rowsum(g[:, None] * Uu, iinv, len(ii))
+        gb = np.bincount(iinv, weights=g, minlength=len(ii)).astype(np.float32)
+        tt, tinv = np.unique(top, return_inverse=True)
+        gT = _rowsum(g[:, None] * Uu, tinv, len(tt))
+        gtb = np.bincount(tinv, weights=g, minlength=len(tt)).astype(np.float32)
+        urows = uu[ut.known[uu]]
+        gU = gU[ut.known[uu]] + cfg.l2 * ut.vec[urows]
+        gV = gV + cfg.l2 * it.vec[ii]
+        self._apply(ut.vec, ut.acc, urows, gU)
+        self._apply(it.vec, it.acc, ii, gV)
+        self._apply(it.b, it.b_acc, ii, gb)
+        self._apply(self.T, self.T_acc, tt, gT)
+        self._apply(self.tb, self.tb_acc, tt, gtb)
+        gd = np.zeros_like(w)
+        gd[0] = g.sum()
+        gd[1: 1 + self.slate_size] = np.bincount(ex.slot, weights=g, minlength=self.slate_size)
+        gd[1 + self.slate_size:] = g @ phi
+        gd /= n
+        self._apply(self.dense, self.dense_acc, slice(None), gd)
+        ut.updated_s[urows] = now
+        it.updated_s[ii] = now
+
+    def _apply(self, table: np.ndarray, acc: np.ndarray, rows, grad: np.ndarray) -> None:
+        lr = self.cfg.learning_rate
+        if self.cfg.optimizer == "adagrad":
+            g2 = grad * grad if grad.ndim == 1 else np.mean(grad * grad, axis=1)
+            if isinstance(rows, slice):
+                acc += g2
+                table -= lr * grad / np.sqrt(acc + EPS)
+                return
+            acc[rows] += g2
+            scale = lr / np.sqrt(acc[rows] + EPS)
+            table[rows] -= grad * (scale[:, None] if grad.ndim == 2 else scale)
+        else:
+            table[rows] -= lr * grad
+
+    # --- snapshots ----------------------------------------------------------------------
+    def size_bytes(self, n_users: int, n_items: int, n_topics: int = 0,
+                   dense: bool = False) -> float:
+        """Production-scale bytes of a payload with these simulated rows."""
+        c = self.cfg
+        rows = n_users * c.user_row_scale + n_items * c.item_row_scale + n_topics
+        return rows * c.bytes_per_row + (c.dense_bytes if dense else 0.0)
+
+    def full_bytes(self) -> float:
+        """Bytes of a full checkpoint now."""
+        return self.size_bytes(self.n_user_rows, self.n_item_rows, len(self.T), dense=True)
+
+    def snapshot(self) -> LearnedVersion:
+        """A copy of the current parameters as a new version."""
+        self.version += 1
+        ut, it = self.users, self.items
+        known = ut.view("known")
+        U = ut.view("vec").copy()
+        fallback = U[known].mean(axis=0) if known.any() else np.zeros(self.d, np.float32)
+        w = self.dense
+        return LearnedVersion(
+            version=self.version,
+            data_time_s=self.data_time_s,
+            U=U,
+            u_known=known.copy(),
+            u_fallback=fallback.astype(np.float32),
+            V=it.view("vec").copy(),
+            b=it.view("b").copy(),
+            i_known=it.view("known").copy(),
+            T=self.T.copy(),
+            tb=self.tb.copy(),
+            w0=float(w[0]),
+            w_pos=w[1: 1 + self.slate_size].copy(),
+            w_age=w[1 + self.slate_size:].copy(),
+            catalogue=self.catalogue,
+        )
+
+    def delta(self, since_s: float) -> Delta:
+        """Rows written after ``since_s`` (touched keys), and rows evicted after it."""
+        ut, it = self.users, self.items
+        uid = np.flatnonzero(ut.view("known") & (ut.view("updated_s") > since_s))
+        iid = np.flatnonzero(it.view("known") & (it.view("updated_s") > since_s))
+        eu = np.flatnonzero(~ut.view("known") & (ut.view("evicted_s") > since_s))
+        ei = np.flatnonzero(~it.view("known") & (it.view("evicted_s") > since_s))
+        return Delta(
+            data_time_s=self.data_time_s,
+            user_ids=uid, U=ut.vec[uid].copy(),
+            item_ids=iid, V=it.vec[iid].copy(), b=it.b[iid].copy(),
+            T=self.T.copy(), tb=self.tb.copy(),
+            evicted_users=eu, evicted_items=ei,
+            size_bytes=self.size_bytes(len(uid) + len(eu), len(iid) + len(ei), len(self.T)),
+        )
+
+
+def _rowsum(values: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
+    """Sum rows of ``values`` (m, d) into ``n`` groups given by ``inverse``."""
+    d = values.shape[1]
+    flat = (inverse[:, None] * d + np.arange(d)).ravel()
+    return np.bincount(flat, weights=values.ravel(), minlength=n * d).reshape(n, d).astype(
+        np.float32
+    )
+
+
+def apply_delta(version: LearnedVersion, delta: Delta) -> None:
+    """Apply a sparse delta to a serving copy in place (copy on write)."""
+    version.own()
+    n_u = int(max(delta.user_ids.max(initial=-1), delta.evicted_users.max(initial=-1))) + 1
+    n_i = int(max(delta.item_ids.max(initial=-1), delta.evicted_items.max(initial=-1))) + 1
+    version.grow(n_u, n_i)
+    version.U[delta.user_ids] = delta.U
+    version.u_known[delta.user_ids] = True
+    version.V[delta.item_ids] = delta.V
+    version.b[delta.item_ids] = delta.b
+    version.i_known[delta.item_ids] = True
+    version.u_known[delta.evicted_users] = False
+    version.i_known[delta.evicted_items] = False
+    version.T[:] = delta.T
+    version.tb[:] = delta.tb
+    version.data_time_s = max(version.data_time_s, delta.data_time_s)
+
+
+def apply_dense(version: LearnedVersion, source: LearnedVersion) -> None:
+    """Replace the dense part (and the unknown-user fallback) of a serving copy."""
+    version.own()
+    version.w0 = source.w0
+    version.w_pos = source.w_pos.copy()
+    version.w_age = source.w_age.copy()
+    version.u_fallback = source.u_fallback.copy()

@@ -1,0 +1,216 @@
+"""Model versions: what a serving replica scores with.
+
+A version answers three questions, all vectorised:
+
+* which items it knows (only those can be retrieved);
+* the user side of the score: a vector per user, or the fallback for unknown users;
+* the item side: a vector and a bias per item at time ``t``.
+
+The ranking score is ``user_vec . item_vec + item_bias``. Three kinds exist:
+:class:`LearnedVersion` (a snapshot of the trained tables), :class:`OracleVersion` (the true
+world frozen at snapshot time) and :class:`LiveOracle` (the true world now: the ``oracle``
+policy's upper bound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from simrec.columns import Columns
+from simrec.world.clicks import sigmoid
+
+if TYPE_CHECKING:
+    from simrec.world.world import World
+
+#: Time constants (s) of the item-age features exp(-age / tau) of the learned model.
+AGE_TAUS_S = np.array([3_600.0, 21_600.0, 86_400.0])
+
+
+def age_features(age_s: np.ndarray) -> np.ndarray:
+    """Item-age features (n, len(AGE_TAUS_S)) of ages in seconds."""
+    return np.exp(-np.maximum(age_s, 0.0)[:, None] / AGE_TAUS_S[None, :]).astype(np.float32)
+
+
+def _lookup(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """mask[ids] with ids beyond the table counted as absent."""
+    n = len(mask)
+    inside = ids < n
+    out = np.zeros(len(ids), dtype=bool)
+    out[inside] = mask[ids[inside]]
+    return out
+
+
+class ModelVersion(Protocol):
+    """What a serving replica needs from a model version."""
+
+    version: int
+    data_time_s: float
+
+    def known_items(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def item_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def predict_proba(
+        self, users: np.ndarray, items: np.ndarray, slots: np.ndarray, t: np.ndarray
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class LearnedVersion:
+    """A copy of the learned parameters.
+
+    Arrays are indexed by world id. ``item_topic`` and ``item_birth_s`` are catalogue
+    metadata known at publication (shared, read-only).
+    """
+
+    version: int
+    data_time_s: float
+    U: np.ndarray
+    u_known: np.ndarray
+    u_fallback: np.ndarray
+    V: np.ndarray
+    b: np.ndarray
+    i_known: np.ndarray
+    T: np.ndarray
+    tb: np.ndarray
+    w0: float
+    w_pos: np.ndarray
+    w_age: np.ndarray
+    catalogue: Columns = field(repr=False)
+    owned: bool = False
+
+    def known_items(self, ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.i_known, ids)
+
+    def known_users(self, ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.u_known, ids)
+
+    def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        known = self.known_users(ids)
+        vecs = np.empty((len(ids), self.U.shape[1]), dtype=np.float32)
+        vecs[known] = self.U[ids[known]]
+        vecs[~known] = self.u_fallback
+        return vecs, known
+
+    def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = self.catalogue.topic[ids]
+        known = self.known_items(ids)
+        rows = np.where(known, ids, 0)
+        vecs = self.T[top] + self.V[rows] * known[:, None]
+        age = np.asarray(t) - self.catalogue.birth_s[ids]
+        bias = self.b[rows] * known + self.tb[top] + age_features(age) @ self.w_age
+        return vecs, bias
+
+    def predict_proba(
+        self, users: np.ndarray, items: np.ndarray, slots: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        uv, _ = self.user_side(users, 0.0)
+        iv, bias = self.item_side(items, t)
+        z = self.w0 + self.w_pos[slots] + bias + np.einsum("nd,nd->n", uv, iv)
+        return sigmoid(z)
+
+    def own(self) -> None:
+        """Copy shared arrays before applying a delta in place (copy on write)."""
+        if not self.owned:
+            for name in ("U", "u_known", "V", "b", "i_known", "T", "tb", "w_pos", "w_age"):
+                setattr(self, name, getattr(self, name).copy())
+            self.owned = True
+
+    def grow(self, n_users: int, n_items: int) -> None:
+        """Make room for ids below ``n_users`` / ``n_items``."""
+        if n_users > len(self.u_known):
+            self.U = _grow(self.U, n_users)
+            self.u_known = _grow(self.u_known, n_users)
+        if n_items > len(self.i_known):
+            self.V = _grow(self.V, n_items)
+            self.b = _grow(self.b, n_items)
+            self.i_known = _grow(self.i_known, n_items)
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((max(n, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+class OracleVersion:
+    """The true world state frozen at snapshot time ``t_snap``.
+
+    Knows exactly the users and items alive at ``t_snap``; scores with their true interests
+    at ``t_snap`` and topic popularity at ``t_snap``; item freshness follows the item's age (a
+    function of publication time, known to any model). Isolates staleness from estimation.
+    """
+
+    def __init__(self, world: World, t_snap: float, version: int) -> None:
+        self.world = world
+        self.version = version
+        self.data_time_s = t_snap
+        users = world.users
+        alive = users.alive_ids(t_snap)
+        self.u_known = np.zeros(users.t.size, dtype=bool)
+        self.u_known[alive] = True
+        self.U = np.zeros((users.t.size, users.d), dtype=np.float32)
+        scale = world.cfg.clicks.affinity_scale
+        self.U[alive] = users.interests(alive, t_snap) * scale
+        self.u_fallback = np.zeros(users.d, dtype=np.float32)
+        items = world.items
+        self.i_known = np.zeros(items.t.size, dtype=bool)
+        self.i_known[items.active[items.t.birth_s[items.active] <= t_snap]] = True
+        self.popularity = world.topics.popularity.copy()
+
+    def known_items(self, ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.i_known, ids)
+
+    def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        known = _lookup(self.u_known, ids)
+        vecs = np.where(known[:, None], self.U[np.minimum(ids, len(self.U) - 1)], self.u_fallback)
+        return vecs.astype(np.float32, copy=False), known
+
+    def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = self.world
+        bias = w.cfg.clicks.base_logit + w.item_terms(ids, t, self.popularity)
+        return w.items.t.vec[ids], bias
+
+    def predict_proba(
+        self, users: np.ndarray, items: np.ndarray, slots: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        uv, _ = self.user_side(users, 0.0)
+        iv, bias = self.item_side(items, t)
+        c = self.world.cfg.clicks
+        pos = 1.0 / (1.0 + slots) ** c.position_decay
+        return sigmoid(bias + np.einsum("nd,nd->n", uv, iv)) * pos
+
+
+class LiveOracle:
+    """The true world at request time: a perfectly fresh model (the ``oracle`` policy)."""
+
+    version = 0
+    always_fresh = True
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    @property
+    def data_time_s(self) -> float:
+        return self.world.now
+
+    def known_items(self, ids: np.ndarray) -> np.ndarray:
+        return np.ones(len(ids), dtype=bool)
+
+    def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.world.cfg.clicks.affinity_scale
+        return self.world.users.interests(ids, t) * scale, np.ones(len(ids), dtype=bool)
+
+    def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = self.world
+        return w.items.t.vec[ids], w.cfg.clicks.base_logit + w.item_terms(ids, t)
+
+    def predict_proba(
+        self, users: np.ndarray, items: np.ndarray, slots: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        raise NotImplementedError("the live oracle is never validated")

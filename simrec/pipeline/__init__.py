@@ -1,0 +1,1 @@
+"""Moving the model: offline validation, the checkpoint pipeline and the update log."""

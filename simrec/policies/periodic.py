@@ -1,0 +1,81 @@
+"""Periodic full-checkpoint policies: ``periodic``, and its presets ``daily``, ``hourly``,
+``minute`` (which differ only in their YAML: interval, phase and pipeline speeds)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from simrec.config import ConfigError, PolicySettings
+from simrec.pipeline.checkpoint import UpdateRun, checkpoint_update, new_run
+from simrec.pipeline.updates import UpdateRow
+from simrec.policies.base import POLICIES, UpdateContext
+
+
+@POLICIES.register("periodic")
+@POLICIES.register("daily")
+@POLICIES.register("hourly")
+@POLICIES.register("minute")
+class Periodic:
+    """A full checkpoint every ``interval_s`` through save, validate, broadcast and load.
+
+    The first trigger is ``phase_s`` (mod interval) after the start of the measured period
+    (one interval after it when the phase is 0). A trigger that finds an update in flight
+    follows ``pipeline.overlap``: ``skip`` drops it (logged as skipped); ``queue`` keeps at
+    most one pending trigger and runs it when the one in flight ends (a pending trigger found
+    pending again is skipped, so the queue is bounded by one); ``supersede`` aborts the one in
+    flight and starts anew.
+    """
+
+    def __init__(self, settings: PolicySettings) -> None:
+        if settings.interval_s is None:
+            raise ConfigError(f"policy.interval_s=None is not allowed for policy "
+                              f"{settings.name!r}: must be > 0")
+        self.settings = settings
+        self.in_flight: UpdateRun | None = None
+        self.pending = False
+
+    def start(self, ctx: UpdateContext) -> None:
+        ctx.env.process(self._clock(ctx))
+
+    def _first_trigger(self, start_s: float) -> float:
+        interval, phase = self.settings.interval_s, self.settings.phase_s
+        offset = phase % interval
+        return start_s + (offset if offset > 0 else interval)
+
+    def _clock(self, ctx: UpdateContext) -> Generator[Any, Any, None]:
+        env = ctx.env
+        yield env.timeout(self._first_trigger(env.now) - env.now)
+        while True:
+            self._trigger(ctx)
+            yield env.timeout(self.settings.interval_s)
+
+    def _busy(self) -> bool:
+        return self.in_flight is not None and self.in_flight.process.is_alive
+
+    def _trigger(self, ctx: UpdateContext) -> None:
+        rule = self.settings.pipeline.overlap
+        if self._busy():
+            if rule == "supersede":
+                self.in_flight.process.interrupt()
+            elif rule == "queue" and not self.pending:
+                self.pending = True
+                return
+            else:
+                uid = ctx.updates.new_id()
+                for name in ctx.replicas:
+                    ctx.updates.add(UpdateRow(uid, -1, name, "full", 0.0, ctx.env.now,
+                                              status="skipped"))
+                return
+        self._launch(ctx)
+
+    def _launch(self, ctx: UpdateContext) -> None:
+        run = new_run(ctx, "full", ctx.env.now)
+        run.process = ctx.env.process(self._update(ctx, run))
+        self.in_flight = run
+
+    def _update(self, ctx: UpdateContext, run: UpdateRun) -> Generator[Any, Any, None]:
+        yield from checkpoint_update(ctx, self.settings.pipeline, run)
+        if self.pending and self.in_flight is run:
+            self.pending = False
+            self._launch(ctx)
