@@ -35,6 +35,7 @@ class Delta:
     ``size_bytes`` is the production-scale payload (rows x scale x bytes per row).
     """
 
+    cut: int
     data_time_s: float
     user_ids: np.ndarray
     U: np.ndarray
@@ -77,7 +78,8 @@ class Learner:
         spec_row = {
             "known": (np.bool_, (), False),
             "updated_s": (np.float64, (), -np.inf),
-            "evicted_s": (np.float64, (), -np.inf),
+            "stamp": (np.int64, (), -1),  # write sequence number of the last write
+            "evicted": (np.int64, (), -1),  # write sequence number of the eviction
             "acc": (np.float32, (), 0.0),
         }
         self.users = Columns({"vec": (np.float32, (dim,), 0.0), "seen": (np.int32, (), 0),
@@ -94,6 +96,7 @@ class Learner:
         self.data_time_s = -np.inf
         self.trained = 0
         self.version = 0
+        self.seq = 0  # write sequence: deltas select rows written after a cut of it
 
     # --- tables -------------------------------------------------------------------------
     @staticmethod
@@ -111,10 +114,13 @@ class Learner:
         it.vec[ids] = 0.0
         it.b[ids] = 0.0
         it.updated_s[ids] = t
+        self.seq += 1
+        it.stamp[ids] = self.seq
 
     def evict(self, now: float) -> None:
         """Evict rows untouched for ``row_ttl_s``."""
         cut = now - self.cfg.row_ttl_s
+        self.seq += 1
         for tab in (self.users, self.items):
             known = tab.view("known")
             old = np.flatnonzero(known & (tab.view("updated_s") < cut))
@@ -122,7 +128,7 @@ class Learner:
                 tab.known[old] = False
                 tab.vec[old] = 0.0
                 tab.acc[old] = 0.0
-                tab.evicted_s[old] = now
+                tab.evicted[old] = self.seq
                 if tab is self.users:
                     tab.seen[old] = 0
 
@@ -198,6 +204,9 @@ class Learner:
         self._apply(self.dense, self.dense_acc, slice(None), gd)
         ut.updated_s[urows] = now
         it.updated_s[ii] = now
+        self.seq += 1
+        ut.stamp[urows] = self.seq
+        it.stamp[ii] = self.seq
 
     def _apply(self, table: np.ndarray, acc: np.ndarray, rows, grad: np.ndarray) -> None:
         lr = self.cfg.learning_rate
@@ -250,14 +259,16 @@ class Learner:
             catalogue=self.catalogue,
         )
 
-    def delta(self, since_s: float) -> Delta:
-        """Rows written after ``since_s`` (touched keys), and rows evicted after it."""
+    def delta(self, since: int) -> Delta:
+        """Rows written after write-sequence cut ``since`` (touched keys), and rows evicted
+        after it. The delta's ``cut`` is the cut for the next one."""
         ut, it = self.users, self.items
-        uid = np.flatnonzero(ut.view("known") & (ut.view("updated_s") > since_s))
-        iid = np.flatnonzero(it.view("known") & (it.view("updated_s") > since_s))
-        eu = np.flatnonzero(~ut.view("known") & (ut.view("evicted_s") > since_s))
-        ei = np.flatnonzero(~it.view("known") & (it.view("evicted_s") > since_s))
+        uid = np.flatnonzero(ut.view("known") & (ut.view("stamp") > since))
+        iid = np.flatnonzero(it.view("known") & (it.view("stamp") > since))
+        eu = np.flatnonzero(~ut.view("known") & (ut.view("evicted") > since))
+        ei = np.flatnonzero(~it.view("known") & (it.view("evicted") > since))
         return Delta(
+            cut=self.seq,
             data_time_s=self.data_time_s,
             user_ids=uid, U=ut.vec[uid].copy(),
             item_ids=iid, V=it.vec[iid].copy(), b=it.b[iid].copy(),

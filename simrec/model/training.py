@@ -40,9 +40,9 @@ class TrainingSide:
             return v, size
         return self.learner.snapshot(), self.learner.full_bytes()
 
-    def delta(self, since_s: float) -> Delta:
-        """Sparse rows touched since ``since_s`` (learned model only)."""
-        d = self.learner.delta(since_s)
+    def delta(self, since: int) -> Delta:
+        """Sparse rows written after write-sequence cut ``since`` (learned model only)."""
+        d = self.learner.delta(since)
         self.learner.version += 1
         return d
 

@@ -31,13 +31,13 @@ class Online:
                               "must be > 0")
         self.settings = settings
         self.in_flight: UpdateRun | None = None
-        self.cut_s = 0.0
+        self.cut = 0  # learner write sequence covered by the deltas sent so far
 
     def start(self, ctx: UpdateContext) -> None:
         if ctx.training.cfg.kind != "learned":
             raise ConfigError("policy=online needs learner.kind=learned (got "
                               f"{ctx.training.cfg.kind!r}): deltas are rows of learned tables")
-        self.cut_s = ctx.env.now
+        self.cut = ctx.training.learner.seq
         ctx.env.process(self._sparse(ctx))
         ctx.env.process(self._dense(ctx))
 
@@ -56,8 +56,8 @@ class Online:
             self.in_flight = run
 
     def _ship_delta(self, ctx: UpdateContext, run: UpdateRun) -> Generator[Any, Any, None]:
-        delta = ctx.training.delta(self.cut_s)
-        self.cut_s = ctx.env.now
+        delta = ctx.training.delta(self.cut)
+        self.cut = delta.cut
         version = ctx.training.next_version
         for r in run.rows.values():
             r.version, r.bytes, r.data_time_s = version, delta.size_bytes, delta.data_time_s

@@ -1,0 +1,146 @@
+"""The ``simrec`` command (a Hydra app).
+
+``simrec`` alone runs the main job: every policy of the top-level ``compare`` list on the
+default scenario, a comparison table on stdout and figures in the run directory.
+``simrec policy=hourly`` runs one policy; ``simrec -m policy=hourly,daily seed=0,1`` sweeps.
+A run directory that already holds ``summary.json`` is complete and is not run again, so a
+sweep that was interrupted can be started again with the same ``hydra.sweep.dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from simrec.config import Config, ConfigError, from_dict
+
+APP_KEYS = ("compare", "workers")
+
+
+def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
+    """Typed config from a composed Hydra config (app-level keys dropped)."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    data = {k: v for k, v in data.items() if k not in APP_KEYS and k != "hydra"}
+    return from_dict(data)
+
+
+def policy_preset(name: str) -> dict[str, Any]:
+    """The ``policy`` group option ``name`` as a dict (for the main job's comparison)."""
+    path = resources.files("simrec.conf") / "policy" / f"{name}.yaml"
+    if not path.is_file() or name == "compare":
+        known = sorted(p.name[:-5] for p in (resources.files("simrec.conf") / "policy").iterdir()
+                       if p.name.endswith(".yaml") and p.name != "compare.yaml")
+        raise ConfigError(f"compare={name!r} is not allowed: known policies are "
+                          f"{', '.join(known)}")
+    return OmegaConf.to_container(OmegaConf.load(str(path)), resolve=True)
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """The typed config the command would run with ``overrides`` (one policy)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="simrec.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    if cfg.policy.name == "compare":
+        raise ConfigError("policy=compare is the main job's comparison: choose one policy, "
+                          "e.g. policy=hourly")
+    return to_config(cfg)
+
+
+def comparison_configs(cfg: DictConfig) -> list[Config]:
+    """One typed config per policy of the comparison, all checked before anything runs."""
+    from simrec.engine import check
+
+    base = OmegaConf.to_container(cfg, resolve=True)
+    out = []
+    for name in base["compare"]:
+        data = {**base, "policy": policy_preset(name)}
+        c = to_config(data)
+        check(c)
+        out.append(c)
+    return out
+
+
+def _run_and_save(cfg: Config, directory: Path) -> dict[str, Any]:
+    import simrec
+
+    if (directory / "summary.json").exists():
+        return simrec.Result.load(directory).summary
+    result = simrec.run(cfg)
+    result.save(directory)
+    return result.summary
+
+
+def _main_job(cfg: DictConfig, out: Path) -> None:
+    from simrec.report import comparison_table, write_report
+    from simrec.results.collect import collect
+
+    configs = comparison_configs(cfg)
+    workers = max(1, min(int(cfg.workers), len(configs), os.cpu_count() or 1))
+    dirs = [out / c.policy.name for c in configs]
+    _progress(f"simrec: comparing {len(configs)} policies on scenario {configs[0].scenario!r} "
+              f"({workers} processes), results in {out}", cfg)
+    if workers == 1:
+        for c, d in zip(configs, dirs, strict=True):
+            _run_and_save(c, d)
+            _progress(f"  done: {c.policy.name}", cfg)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_run_and_save, c, d) for c, d in zip(configs, dirs,
+                                                                          strict=True)]
+            for c, f in zip(configs, futures, strict=True):
+                f.result()
+                _progress(f"  done: {c.policy.name}", cfg)
+    collected = collect([out])
+    table = comparison_table(collected.runs)
+    from simrec.results.io import atomic_write_text
+
+    atomic_write_text(table.to_csv(index=False), out / "comparison.csv")
+    write_report(collected, out / "report")
+    print(_format(table))
+    print(f"\ntable: {out / 'comparison.csv'}\nfigures: {out / 'report'}")
+
+
+def _format(table) -> str:
+    from simrec.report import _format_table
+
+    return _format_table(table)
+
+
+def _progress(msg: str, cfg: DictConfig) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def _app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        if cfg.policy.name == "compare":
+            _main_job(cfg, out)
+            return
+        config = to_config(cfg)
+        from simrec.engine import check
+
+        check(config)
+        summary = _run_and_save(config, out)
+        keys = ("policy", "seed", "expected_ctr", "oracle_expected_ctr", "regret",
+                "staleness_mean_s", "bytes_moved_per_day", "updates_landed")
+        print("  ".join(f"{k}={summary[k]:.4g}" if isinstance(summary[k], float)
+                        else f"{k}={summary[k]}" for k in keys))
+    except ConfigError as e:
+        print(f"simrec: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    """Console entry point."""
+    _app()
