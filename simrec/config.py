@@ -228,7 +228,7 @@ class LearnerSettings:
     learning_rate: float = 0.2
     l2: float = 1e-4
     minibatch: int = 2048
-    join_delay_s: float = 300.0
+    join_delay_s: float = 120.0
     throughput_per_s: float = math.inf
     user_min_sightings: int = 1
     row_ttl_s: float = 7 * DAY_S
