@@ -35,10 +35,12 @@ def policy_preset(name: str) -> dict[str, Any]:
     """The ``policy`` group option ``name`` as a dict (for the main job's comparison)."""
     path = resources.files("simrec.conf") / "policy" / f"{name}.yaml"
     if not path.is_file() or name == "compare":
-        known = sorted(p.name[:-5] for p in (resources.files("simrec.conf") / "policy").iterdir()
-                       if p.name.endswith(".yaml") and p.name != "compare.yaml")
-        raise ConfigError(f"compare={name!r} is not allowed: known policies are "
-                          f"{', '.join(known)}")
+        known = sorted(
+            p.name[:-5]
+            for p in (resources.files("simrec.conf") / "policy").iterdir()
+            if p.name.endswith(".yaml") and p.name != "compare.yaml"
+        )
+        raise ConfigError(f"compare={name!r} is not allowed: known policies are {', '.join(known)}")
     return OmegaConf.to_container(OmegaConf.load(str(path)), resolve=True)
 
 
@@ -49,8 +51,9 @@ def compose_config(overrides: list[str]) -> Config:
     with initialize_config_module(config_module="simrec.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     if cfg.policy.name == "compare":
-        raise ConfigError("policy=compare is the main job's comparison: choose one policy, "
-                          "e.g. policy=hourly")
+        raise ConfigError(
+            "policy=compare is the main job's comparison: choose one policy, e.g. policy=hourly"
+        )
     return to_config(cfg)
 
 
@@ -85,16 +88,18 @@ def _main_job(cfg: DictConfig, out: Path) -> None:
     configs = comparison_configs(cfg)
     workers = max(1, min(int(cfg.workers), len(configs), os.cpu_count() or 1))
     dirs = [out / c.policy.name for c in configs]
-    _progress(f"simrec: comparing {len(configs)} policies on scenario {configs[0].scenario!r} "
-              f"({workers} processes), results in {out}", cfg)
+    _progress(
+        f"simrec: comparing {len(configs)} policies on scenario {configs[0].scenario!r} "
+        f"({workers} processes), results in {out}",
+        cfg,
+    )
     if workers == 1:
         for c, d in zip(configs, dirs, strict=True):
             _run_and_save(c, d)
             _progress(f"  done: {c.policy.name}", cfg)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_and_save, c, d) for c, d in zip(configs, dirs,
-                                                                          strict=True)]
+            futures = [pool.submit(_run_and_save, c, d) for c, d in zip(configs, dirs, strict=True)]
             for c, f in zip(configs, futures, strict=True):
                 f.result()
                 _progress(f"  done: {c.policy.name}", cfg)
@@ -118,11 +123,72 @@ def _progress(msg: str, cfg: DictConfig) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+GROUPS = {"policy": "policies", "scenario": "scenarios", "infra": "infras"}
+
+
+def _options(group: str) -> list[str]:
+    folder = resources.files("simrec.conf") / group
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def precheck(overrides: list[str]) -> None:
+    """Refuse unknown config-group options and unknown keys in one line, before Hydra runs.
+
+    Sweep values (``a,b``) are checked one by one; Hydra's own syntax (``+key``, ``~key``,
+    ``hydra.*``, ``hydra/...``, sweep functions) is left to Hydra.
+    """
+    import dataclasses
+
+    for item in overrides:
+        if item.startswith(("-", "+", "~", "hydra")) or "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        if key in GROUPS:
+            if "(" in value:
+                continue
+            known = _options(key)
+            for v in value.split(","):
+                if v.strip() not in known:
+                    raise ConfigError(
+                        f"{key}={v.strip()!r} is not allowed: known {GROUPS[key]} "
+                        f"are {', '.join(known)}"
+                    )
+            continue
+        if key in APP_KEYS or "[" in key:
+            continue
+        node: Any = Config
+        path = key.split(".")
+        for depth, part in enumerate(path):
+            fields = (
+                {f.name: f for f in dataclasses.fields(node)}
+                if dataclasses.is_dataclass(node)
+                else {}
+            )
+            if part not in fields:
+                where = ".".join(path[:depth]) or "config"
+                raise ConfigError(
+                    f"{key}: unknown setting (settings of {where}: "
+                    f"{', '.join(sorted(fields)) or 'none'})"
+                )
+            node = _field_type(node, part)
+
+
+def _field_type(cls: type, name: str) -> Any:
+    import typing
+
+    tp = typing.get_type_hints(cls)[name]
+    return tp if isinstance(tp, type) else None
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    out = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    sweep = hc.mode == RunMode.MULTIRUN
+    label = f"[job {hc.job.num}] " if sweep else ""
     try:
         if cfg.policy.name == "compare":
             _main_job(cfg, out)
@@ -131,16 +197,50 @@ def _app(cfg: DictConfig) -> None:
         from simrec.engine import check
 
         check(config)
+        if sweep:
+            config.sim.progress = False
         summary = _run_and_save(config, out)
-        keys = ("policy", "seed", "expected_ctr", "oracle_expected_ctr", "regret",
-                "staleness_mean_s", "bytes_moved_per_day", "updates_landed")
-        print("  ".join(f"{k}={summary[k]:.4g}" if isinstance(summary[k], float)
-                        else f"{k}={summary[k]}" for k in keys))
+        keys = (
+            "policy",
+            "seed",
+            "expected_ctr",
+            "oracle_expected_ctr",
+            "regret",
+            "staleness_mean_s",
+            "bytes_moved_per_day",
+            "updates_landed",
+        )
+        print(
+            label
+            + "  ".join(
+                f"{k}={summary[k]:.4g}" if isinstance(summary[k], float) else f"{k}={summary[k]}"
+                for k in keys
+            ),
+            flush=True,
+        )
     except ConfigError as e:
-        print(f"simrec: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        print(f"simrec: error: {label}{e}", file=sys.stderr)
+        if not sweep:
+            raise SystemExit(2) from None
+        _mark_failed(out, str(e))
+    except Exception as e:  # a failed run of a sweep is reported; the others go on
+        if not sweep:
+            raise
+        print(f"simrec: error: {label}failed: {type(e).__name__}: {e}", file=sys.stderr)
+        _mark_failed(out, f"{type(e).__name__}: {e}")
+
+
+def _mark_failed(out: Path, message: str) -> None:
+    from simrec.results.io import atomic_write_text
+
+    atomic_write_text(message + "\n", out / "FAILED")
 
 
 def main() -> None:
     """Console entry point."""
+    try:
+        precheck(sys.argv[1:])
+    except ConfigError as e:
+        print(f"simrec: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     _app()

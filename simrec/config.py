@@ -331,9 +331,7 @@ class InfraSettings:
 
     name: str = "single_dc"
     training_dc: str = "train"
-    datacenters: list[DatacenterSettings] = field(
-        default_factory=lambda: [DatacenterSettings()]
-    )
+    datacenters: list[DatacenterSettings] = field(default_factory=lambda: [DatacenterSettings()])
     topology: str = "star"
     uplink_bytes_per_s: float = 1e11
     fanout: int = 2
@@ -471,12 +469,14 @@ def validate(cfg: Config) -> Config:
     _positive("users.activity_median_per_day", u.activity_median_per_day)
     _nonneg("users.activity_sigma", u.activity_sigma)
     _prob("users.diurnal_amplitude", u.diurnal_amplitude, upper_open=True)
-    _check(0 <= u.diurnal_peak_hour <= 24, "users.diurnal_peak_hour", u.diurnal_peak_hour,
-           "in [0, 24]")
+    _check(
+        0 <= u.diurnal_peak_hour <= 24, "users.diurnal_peak_hour", u.diurnal_peak_hour, "in [0, 24]"
+    )
     _nonneg("users.new_user_window_s", u.new_user_window_s)
     _prob("users.anonymous_share", u.anonymous_share, upper_open=True)
-    _check(u.session_requests_mean >= 1, "users.session_requests_mean", u.session_requests_mean,
-           ">= 1")
+    _check(
+        u.session_requests_mean >= 1, "users.session_requests_mean", u.session_requests_mean, ">= 1"
+    )
     _positive("users.session_length_s", u.session_length_s)
     i = cfg.interests
     _check(i.dim >= 1, "interests.dim", i.dim, ">= 1")
@@ -489,8 +489,12 @@ def validate(cfg: Config) -> Config:
     _nonneg("topics.popularity_kappa_per_s", t.popularity_kappa_per_s)
     _nonneg("topics.hot_topic_boost", t.hot_topic_boost)
     _positive("topics.hot_topic_period_s", t.hot_topic_period_s)
-    _check(t.hot_topic_arrival_weight >= 1, "topics.hot_topic_arrival_weight",
-           t.hot_topic_arrival_weight, ">= 1")
+    _check(
+        t.hot_topic_arrival_weight >= 1,
+        "topics.hot_topic_arrival_weight",
+        t.hot_topic_arrival_weight,
+        ">= 1",
+    )
     it = cfg.items
     _check(it.initial >= 1, "items.initial", it.initial, ">= 1")
     _positive("items.mean_lifetime_s", it.mean_lifetime_s)
@@ -498,8 +502,12 @@ def validate(cfg: Config) -> Config:
         _nonneg("items.arrival_rate_per_day", it.arrival_rate_per_day)
     _nonneg("items.spread_var", it.spread_var)
     _nonneg("items.quality_std", it.quality_std)
-    _check(math.isfinite(it.freshness_boost), "items.freshness_boost", it.freshness_boost,
-           "a finite number")
+    _check(
+        math.isfinite(it.freshness_boost),
+        "items.freshness_boost",
+        it.freshness_boost,
+        "a finite number",
+    )
     _positive("items.freshness_decay_s", it.freshness_decay_s)
     _nonneg("items.fresh_window_s", it.fresh_window_s)
     c = cfg.clicks
@@ -508,16 +516,28 @@ def validate(cfg: Config) -> Config:
     _nonneg("clicks.position_decay", c.position_decay)
     sv = cfg.serving
     _check(sv.slate_size >= 1, "serving.slate_size", sv.slate_size, ">= 1")
-    _check(sv.candidates >= sv.slate_size, "serving.candidates", sv.candidates,
-           f">= serving.slate_size ({sv.slate_size})")
-    _check(0 <= sv.rule_slots <= sv.slate_size, "serving.rule_slots", sv.rule_slots,
-           f"in [0, serving.slate_size={sv.slate_size}]")
+    _check(
+        sv.candidates >= sv.slate_size,
+        "serving.candidates",
+        sv.candidates,
+        f">= serving.slate_size ({sv.slate_size})",
+    )
+    _check(
+        0 <= sv.rule_slots <= sv.slate_size,
+        "serving.rule_slots",
+        sv.rule_slots,
+        f"in [0, serving.slate_size={sv.slate_size}]",
+    )
     _check(sv.rule_pool >= 1, "serving.rule_pool", sv.rule_pool, ">= 1")
     _check(sv.pool_share >= 1, "serving.pool_share", sv.pool_share, ">= 1")
     lr = cfg.learner
     _check(lr.kind in ("learned", "oracle"), "learner.kind", lr.kind, "one of: learned, oracle")
-    _check(lr.optimizer in ("sgd", "adagrad"), "learner.optimizer", lr.optimizer,
-           "one of: sgd, adagrad")
+    _check(
+        lr.optimizer in ("sgd", "adagrad"),
+        "learner.optimizer",
+        lr.optimizer,
+        "one of: sgd, adagrad",
+    )
     _positive("learner.learning_rate", lr.learning_rate)
     _nonneg("learner.l2", lr.l2)
     _check(lr.minibatch >= 1, "learner.minibatch", lr.minibatch, ">= 1")
@@ -539,18 +559,30 @@ def validate(cfg: Config) -> Config:
     pl = p.pipeline
     _positive("policy.pipeline.storage_write_bytes_per_s", pl.storage_write_bytes_per_s)
     _positive("policy.pipeline.load_bytes_per_s", pl.load_bytes_per_s)
-    _check(pl.overlap in ("skip", "queue", "supersede"), "policy.pipeline.overlap", pl.overlap,
-           "one of: skip, queue, supersede")
+    _check(
+        pl.overlap in ("skip", "queue", "supersede"),
+        "policy.pipeline.overlap",
+        pl.overlap,
+        "one of: skip, queue, supersede",
+    )
     v = pl.validation
-    _check(v.metric in ("logloss", "auc"), "policy.pipeline.validation.metric", v.metric,
-           "one of: logloss, auc")
+    _check(
+        v.metric in ("logloss", "auc"),
+        "policy.pipeline.validation.metric",
+        v.metric,
+        "one of: logloss, auc",
+    )
     _nonneg("policy.pipeline.validation.tolerance", v.tolerance)
     _positive("policy.pipeline.validation.window_s", v.window_s)
     _nonneg("policy.pipeline.validation.fixed_s", v.fixed_s)
     _positive("policy.pipeline.validation.examples_per_s", v.examples_per_s)
     inf = cfg.infra
-    _check(len(inf.datacenters) >= 1, "infra.datacenters", inf.datacenters,
-           "a list of at least one datacenter")
+    _check(
+        len(inf.datacenters) >= 1,
+        "infra.datacenters",
+        inf.datacenters,
+        "a list of at least one datacenter",
+    )
     names = [d.name for d in inf.datacenters]
     _check(len(set(names)) == len(names), "infra.datacenters", names, "uniquely named")
     for k, d in enumerate(inf.datacenters):

@@ -54,14 +54,20 @@ def check(cfg: Config) -> None:
     """All refusals that need no simulation: ranges, plug-in names, combinations."""
     validate(cfg)
     if cfg.policy.name not in POLICIES:
-        raise ConfigError(f"policy={cfg.policy.name!r} is not allowed: known policies are "
-                          f"{', '.join(POLICIES.names())}")
+        raise ConfigError(
+            f"policy={cfg.policy.name!r} is not allowed: known policies are "
+            f"{', '.join(POLICIES.names())}"
+        )
     if cfg.infra.topology not in TOPOLOGIES:
-        raise ConfigError(f"infra.topology={cfg.infra.topology!r} is not allowed: must be one "
-                          f"of {', '.join(sorted(TOPOLOGIES))}")
+        raise ConfigError(
+            f"infra.topology={cfg.infra.topology!r} is not allowed: must be one "
+            f"of {', '.join(sorted(TOPOLOGIES))}"
+        )
     if cfg.policy.name == "online" and cfg.learner.kind != "learned":
-        raise ConfigError(f"learner.kind={cfg.learner.kind!r} is not allowed with policy=online:"
-                          " must be learned (deltas are rows of learned tables)")
+        raise ConfigError(
+            f"learner.kind={cfg.learner.kind!r} is not allowed with policy=online:"
+            " must be learned (deltas are rows of learned tables)"
+        )
     try:
         POLICIES[cfg.policy.name](cfg.policy)
     except UnknownName as e:  # pragma: no cover - guarded above
@@ -79,8 +85,14 @@ class Simulation:
         self.env = simpy.Environment()
         self.world = World(cfg, streams)
         w = self.world
-        self.learner = Learner(cfg.learner, cfg.interests.dim, cfg.topics.count,
-                               cfg.serving.slate_size, w.items.t, streams["learner"])
+        self.learner = Learner(
+            cfg.learner,
+            cfg.interests.dim,
+            cfg.topics.count,
+            cfg.serving.slate_size,
+            w.items.t,
+            streams["learner"],
+        )
         self.learner.register_items(w.items.active, 0.0)
         self.training = TrainingSide(cfg.learner, self.learner, w)
         self.log = ClickLog(cfg.learner.join_delay_s, cfg.policy.pipeline.validation.window_s)
@@ -91,17 +103,33 @@ class Simulation:
         self.replicas = {n: Replica(n, first, 0.0) for n in self.dc_names}
         inf = cfg.infra
         self.topology = build_topology(
-            inf.topology, self.env, inf.training_dc, self.dc_names, inf.uplink_bytes_per_s,
-            {d.name: d.latency_s for d in inf.datacenters}, fanout=inf.fanout, chunks=inf.chunks,
+            inf.topology,
+            self.env,
+            inf.training_dc,
+            self.dc_names,
+            inf.uplink_bytes_per_s,
+            {d.name: d.latency_s for d in inf.datacenters},
+            fanout=inf.fanout,
+            chunks=inf.chunks,
         )
         self.measure_start_s = cfg.sim.warmup_days * DAY_S
         self.end_s = self.measure_start_s + cfg.sim.days * DAY_S
-        self.recorder = Recorder(w, self.dc_names, self.measure_start_s,
-                                 cfg.sim.days * DAY_S, cfg.sim.bucket_s)
+        self.recorder = Recorder(
+            w, self.dc_names, self.measure_start_s, cfg.sim.days * DAY_S, cfg.sim.bucket_s
+        )
         self.updates = UpdateLog(origin_s=self.measure_start_s)
         self.policy = POLICIES[cfg.policy.name](cfg.policy)
-        self.ctx = UpdateContext(self.env, w, self.training, self.log, self.topology,
-                                 self.replicas, self.updates, self.measure_start_s, self.end_s)
+        self.ctx = UpdateContext(
+            self.env,
+            w,
+            self.training,
+            self.log,
+            self.topology,
+            self.replicas,
+            self.updates,
+            self.measure_start_s,
+            self.end_s,
+        )
         self._rng_traffic = streams["traffic"]
         self._rng_holdout = streams["learner"]
         self._rng_corrupt = streams["corruption"]
@@ -158,15 +186,19 @@ class Simulation:
             mine = users[home == dc]
             eligible = self.server.eligible(version)
             n_live = len(w.items.active)
-            self.recorder.record_coverage(dc, t, n_live, n_live - len(eligible)
-                                          if not getattr(version, "always_fresh", False) else 0)
+            self.recorder.record_coverage(
+                dc,
+                t,
+                n_live,
+                n_live - len(eligible) if not getattr(version, "always_fresh", False) else 0,
+            )
             if len(mine) == 0:
                 continue
             fresh = getattr(version, "always_fresh", False)
             staleness = 0.0 if fresh else t - version.data_time_s
             since = 0.0 if fresh else t - replica.landed_s
             for s in range(0, len(mine), bs):
-                served = self.server.serve(version, mine[s:s + bs], t, eligible)
+                served = self.server.serve(version, mine[s : s + bs], t, eligible)
                 self.recorder.record(dc, t, served, staleness, since)
                 self._log(served, t)
 
@@ -191,8 +223,9 @@ class Simulation:
         ex = Examples(np.full(len(items), t), users, items, slots, clicks)
         self.log.append(ex, held)
 
-    def _corrupt(self, items: np.ndarray, clicks: np.ndarray, held: np.ndarray,
-                 t: float) -> np.ndarray:
+    def _corrupt(
+        self, items: np.ndarray, clicks: np.ndarray, held: np.ndarray, t: float
+    ) -> np.ndarray:
         """Click spam on some items during the burst; held-out data stay clean."""
         co = self.cfg.corruption
         if not co.enabled:
@@ -202,11 +235,10 @@ class Simulation:
             return clicks
         if self._spam is None:
             active = self.world.items.active
-            self._spam = self._rng_corrupt.choice(active, min(co.items, len(active)),
-                                                  replace=False)
+            self._spam = self._rng_corrupt.choice(active, min(co.items, len(active)), replace=False)
         hit = np.isin(items, self._spam) & ~held
         clicks = clicks.copy()
-        clicks[hit] = (self._rng_corrupt.random(int(hit.sum())) < co.click_rate)
+        clicks[hit] = self._rng_corrupt.random(int(hit.sum())) < co.click_rate
         return clicks
 
     def _bytes_moved(self) -> float:
@@ -218,8 +250,9 @@ class Simulation:
         if self.cfg.sim.progress:
             from tqdm import tqdm
 
-            self._progress = tqdm(total=self.end_s, unit="sim s", desc=self.cfg.policy.name,
-                                  leave=False)
+            self._progress = tqdm(
+                total=self.end_s, unit="sim s", desc=self.cfg.policy.name, leave=False
+            )
         self.bytes_at_start = 0.0
         self.env.process(self._warmup())
         self.env.process(self._clock())
@@ -227,7 +260,15 @@ class Simulation:
         if self._progress is not None:
             self._progress.close()
         return RunState(
-            self.cfg, self.world, self.learner, self.recorder, self.updates, self.topology,
-            self.bytes_at_start, self._bytes_moved(), self.measure_start_s, self.end_s,
+            self.cfg,
+            self.world,
+            self.learner,
+            self.recorder,
+            self.updates,
+            self.topology,
+            self.bytes_at_start,
+            self._bytes_moved(),
+            self.measure_start_s,
+            self.end_s,
             time.perf_counter() - t_wall,
         )

@@ -10,8 +10,18 @@ import zlib
 
 import numpy as np
 
-STREAMS = ("users", "anonymous", "interests", "topics", "items", "traffic", "clicks", "serving",
-           "learner", "corruption")
+STREAMS = (
+    "users",
+    "anonymous",
+    "interests",
+    "topics",
+    "items",
+    "traffic",
+    "clicks",
+    "serving",
+    "learner",
+    "corruption",
+)
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

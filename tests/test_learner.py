@@ -18,23 +18,39 @@ def make_learner(**over) -> tuple[Learner, World]:
     for k, v in over.items():
         setattr(cfg.learner, k, v)
     world = World(cfg, Streams(0))
-    learner = Learner(cfg.learner, cfg.interests.dim, cfg.topics.count, cfg.serving.slate_size,
-                      world.items.t, np.random.default_rng(0))
+    learner = Learner(
+        cfg.learner,
+        cfg.interests.dim,
+        cfg.topics.count,
+        cfg.serving.slate_size,
+        world.items.t,
+        np.random.default_rng(0),
+    )
     learner.register_items(world.items.active, 0.0)
     return learner, world
 
 
 def examples(users, items, t=100.0, click=0.0) -> Examples:
     n = len(users)
-    return Examples(np.full(n, t), np.asarray(users, np.int64), np.asarray(items, np.int64),
-                    np.zeros(n, np.int16), np.full(n, click, np.float32))
+    return Examples(
+        np.full(n, t),
+        np.asarray(users, np.int64),
+        np.asarray(items, np.int64),
+        np.zeros(n, np.int16),
+        np.full(n, click, np.float32),
+    )
 
 
 def test_model_learns_well_above_untrained_and_close_to_oracle():
     """With drift off, one day of training lifts expected CTR from about 0.05 (untrained)
     to about 0.12, against the oracle's 0.20: 61 % of the oracle (measured, seed 0)."""
-    common = dict(interests__drift_var=0.0, interests__taste_var=1.0, sim__days=0.25,
-                  policy__name="frozen", policy__interval_s=None)
+    common = dict(
+        interests__drift_var=0.0,
+        interests__taste_var=1.0,
+        sim__days=0.25,
+        policy__name="frozen",
+        policy__interval_s=None,
+    )
     untrained = simrec.run(tiny(sim__warmup_days=0.0, **common)).summary
     trained = simrec.run(tiny(sim__warmup_days=1.0, **common)).summary
     assert trained["expected_ctr"] > 2 * untrained["expected_ctr"]
@@ -96,8 +112,7 @@ def test_full_checkpoint_size_counts_rows_times_scale_plus_dense():
     learner, world = make_learner()
     learner.train(examples(np.arange(50), np.arange(50)), now=100.0)
     c = learner.cfg
-    rows = (50 * c.user_row_scale + len(world.items.active) * c.item_row_scale
-            + learner.T.shape[0])
+    rows = 50 * c.user_row_scale + len(world.items.active) * c.item_row_scale + learner.T.shape[0]
     assert learner.full_bytes() == pytest.approx(rows * c.bytes_per_row + c.dense_bytes)
 
 
@@ -125,8 +140,13 @@ def test_training_lowers_log_loss_on_the_data():
 def test_join_delay_and_holdout():
     log = ClickLog(join_delay_s=300.0, holdout_window_s=3_600.0)
     for t in (0.0, 60.0, 120.0):
-        ex = Examples(np.full(4, t), np.arange(4), np.arange(4), np.zeros(4, np.int16),
-                      np.zeros(4, np.float32))
+        ex = Examples(
+            np.full(4, t),
+            np.arange(4),
+            np.arange(4),
+            np.zeros(4, np.int16),
+            np.zeros(4, np.float32),
+        )
         log.append(ex, holdout=np.array([True, False, False, False]))
     assert len(log.ready(299.0)) == 0
     assert len(log.ready(360.0)) == 6  # t=0 and t=60, three trainable each

@@ -14,7 +14,9 @@ from simrec.engine import Simulation
 def deterministic(**over):
     """Pipeline stages with known durations: validation on an empty hold-out takes fixed_s."""
     settings = dict(
-        policy__name="hourly", policy__interval_s=3600.0, learner__holdout_share=0.0,
+        policy__name="hourly",
+        policy__interval_s=3600.0,
+        learner__holdout_share=0.0,
         policy__pipeline__storage_write_bytes_per_s=4e9,
         policy__pipeline__load_bytes_per_s=8e9,
         policy__pipeline__validation__fixed_s=30.0,
@@ -42,8 +44,9 @@ def test_star_through_one_uplink_finishes_at_n_times_bytes_over_bandwidth():
     up = simrec.run(cfg).updates
     landed = up[up.status == "landed"]
     assert set(landed.datacenter) == {"dc0", "dc1", "dc2"}
-    np.testing.assert_allclose(landed.transfer_end_s - landed.transfer_start_s,
-                               3 * landed["bytes"] / 2e9, rtol=1e-9)
+    np.testing.assert_allclose(
+        landed.transfer_end_s - landed.transfer_start_s, 3 * landed["bytes"] / 2e9, rtol=1e-9
+    )
 
 
 def test_p2p_lands_sooner_than_star_for_three_datacenters():
@@ -101,10 +104,16 @@ def test_versions_never_go_backwards_and_landed_updates_passed_validation():
 
 
 def corrupted(validation: bool):
-    return tiny(policy__name="hourly", policy__interval_s=3600.0, sim__days=0.5,
-                corruption__enabled=True, corruption__start_s=1800.0,
-                corruption__duration_s=3 * 3600.0, corruption__items=100,
-                policy__pipeline__validation__enabled=validation)
+    return tiny(
+        policy__name="hourly",
+        policy__interval_s=3600.0,
+        sim__days=0.5,
+        corruption__enabled=True,
+        corruption__start_s=1800.0,
+        corruption__duration_s=3 * 3600.0,
+        corruption__items=100,
+        policy__pipeline__validation__enabled=validation,
+    )
 
 
 def test_validation_stops_a_corrupted_checkpoint_and_without_it_ctr_suffers():

@@ -12,8 +12,16 @@ SMALL = ["users.initial=3000", "items.initial=1000"]
 
 
 def run(policy: str, *extra: str, days: float = 2.0, seed: int = 0) -> simrec.Result:
-    cfg = simrec.compose([f"policy={policy}", f"seed={seed}", f"sim.days={days}",
-                          "sim.warmup_days=1", *SMALL, *extra])
+    cfg = simrec.compose(
+        [
+            f"policy={policy}",
+            f"seed={seed}",
+            f"sim.days={days}",
+            "sim.warmup_days=1",
+            *SMALL,
+            *extra,
+        ]
+    )
     return simrec.run(cfg)
 
 
@@ -125,7 +133,8 @@ def test_same_config_and_seed_give_identical_results():
     b = run("hourly", days=0.25)
     drop = {"wall_time_s"}
     assert {k: v for k, v in a.summary.items() if k not in drop} == {
-        k: v for k, v in b.summary.items() if k not in drop}
+        k: v for k, v in b.summary.items() if k not in drop
+    }
     for name in ("timeseries", "updates", "staleness", "items"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     c = run("hourly", days=0.25, seed=1)

@@ -152,6 +152,5 @@ def test_topic_popularity_hot_topic_changes_daily():
     for day in range(10):
         w.topics.advance(day * DAY_S + 1.0)
         hots.append(w.topics.hot)
-        assert w.topics.popularity[w.topics.hot] == pytest.approx(
-            w.topics.base[w.topics.hot] + 1.0)
+        assert w.topics.popularity[w.topics.hot] == pytest.approx(w.topics.base[w.topics.hot] + 1.0)
     assert len(set(hots)) > 3

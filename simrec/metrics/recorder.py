@@ -15,8 +15,14 @@ from simrec.serving.replica import Served
 from simrec.world.world import World
 
 COHORTS = ("all", "new_users", "anonymous", "fresh_items")
-_COUNTS = ("requests", "impressions", "clicks", "expected_clicks", "oracle_expected_clicks",
-           "fallback_requests")
+_COUNTS = (
+    "requests",
+    "impressions",
+    "clicks",
+    "expected_clicks",
+    "oracle_expected_clicks",
+    "fallback_requests",
+)
 
 
 class Recorder:
@@ -30,8 +36,14 @@ class Recorder:
         bucket_s: bucket width (s).
     """
 
-    def __init__(self, world: World, dc_names: list[str], measure_start_s: float,
-                 measure_s: float, bucket_s: float) -> None:
+    def __init__(
+        self,
+        world: World,
+        dc_names: list[str],
+        measure_start_s: float,
+        measure_s: float,
+        bucket_s: float,
+    ) -> None:
         self.world = world
         self.dc_names = dc_names
         self.t0 = measure_start_s
@@ -51,8 +63,9 @@ class Recorder:
         b = int((t - self.t0) // self.bucket_s)
         return b if b < self.n_buckets else None
 
-    def record(self, dc: int, t: float, s: Served, staleness_s: float,
-               since_update_s: float) -> None:
+    def record(
+        self, dc: int, t: float, s: Served, staleness_s: float, since_update_s: float
+    ) -> None:
         """Record one served batch at time ``t``."""
         b = self.bucket(t)
         if b is None:
@@ -96,12 +109,14 @@ class Recorder:
         """Tidy table: one row per (bucket, datacenter, cohort)."""
         nb, nd, nc = self.c["requests"].shape
         b, d, k = np.meshgrid(np.arange(nb), np.arange(nd), np.arange(nc), indexing="ij")
-        df = pd.DataFrame({
-            "time_s": (b.ravel() * self.bucket_s).astype(float),
-            "bucket_s": float(self.bucket_s),
-            "datacenter": np.array(self.dc_names, dtype=object)[d.ravel()],
-            "cohort": np.array(COHORTS, dtype=object)[k.ravel()],
-        })
+        df = pd.DataFrame(
+            {
+                "time_s": (b.ravel() * self.bucket_s).astype(float),
+                "bucket_s": float(self.bucket_s),
+                "datacenter": np.array(self.dc_names, dtype=object)[d.ravel()],
+                "cohort": np.array(COHORTS, dtype=object)[k.ravel()],
+            }
+        )
         for name in _COUNTS:
             df[name] = self.c[name].ravel()
         for name in ("requests", "impressions", "clicks"):
@@ -127,8 +142,13 @@ class Recorder:
         if not self.stale_samples:
             return pd.DataFrame({"datacenter": [], "staleness_s": [], "requests": []})
         dc, s, n = map(np.asarray, zip(*self.stale_samples, strict=True))
-        df = pd.DataFrame({"datacenter": np.array(self.dc_names, dtype=object)[dc],
-                           "staleness_s": s.astype(float), "requests": n.astype("int64")})
+        df = pd.DataFrame(
+            {
+                "datacenter": np.array(self.dc_names, dtype=object)[dc],
+                "staleness_s": s.astype(float),
+                "requests": n.astype("int64"),
+            }
+        )
         return df.groupby(["datacenter", "staleness_s"], as_index=False)["requests"].sum()
 
 

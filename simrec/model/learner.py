@@ -82,10 +82,18 @@ class Learner:
             "evicted": (np.int64, (), -1),  # write sequence number of the eviction
             "acc": (np.float32, (), 0.0),
         }
-        self.users = Columns({"vec": (np.float32, (dim,), 0.0), "seen": (np.int32, (), 0),
-                              **spec_row}, 4096)
-        self.items = Columns({"vec": (np.float32, (dim,), 0.0), "b": (np.float32, (), 0.0),
-                              "b_acc": (np.float32, (), 0.0), **spec_row}, 4096)
+        self.users = Columns(
+            {"vec": (np.float32, (dim,), 0.0), "seen": (np.int32, (), 0), **spec_row}, 4096
+        )
+        self.items = Columns(
+            {
+                "vec": (np.float32, (dim,), 0.0),
+                "b": (np.float32, (), 0.0),
+                "b_acc": (np.float32, (), 0.0),
+                **spec_row,
+            },
+            4096,
+        )
         self.T = rng.normal(0, cfg.init_std, (n_topics, dim)).astype(np.float32)
         self.T_acc = np.zeros(n_topics, np.float32)
         self.tb = np.zeros(n_topics, np.float32)
@@ -177,8 +185,14 @@ class Learner:
         Uu = ut.vec[ex.user] * ukn[:, None]
         Vi = self.T[top] + it.vec[ex.item]
         w = self.dense
-        z = (w[0] + w[1 + ex.slot] + phi @ w[1 + self.slate_size:] + self.tb[top]
-             + it.b[ex.item] + np.einsum("nd,nd->n", Uu, Vi))
+        z = (
+            w[0]
+            + w[1 + ex.slot]
+            + phi @ w[1 + self.slate_size :]
+            + self.tb[top]
+            + it.b[ex.item]
+            + np.einsum("nd,nd->n", Uu, Vi)
+        )
         g = (sigmoid(z) - ex.click).astype(np.float32)
         n = len(g)
         # sparse gradients, summed per row
@@ -198,8 +212,8 @@ class Learner:
         self._apply(self.tb, self.tb_acc, tt, gtb)
         gd = np.zeros_like(w)
         gd[0] = g.sum()
-        gd[1: 1 + self.slate_size] = np.bincount(ex.slot, weights=g, minlength=self.slate_size)
-        gd[1 + self.slate_size:] = g @ phi
+        gd[1 : 1 + self.slate_size] = np.bincount(ex.slot, weights=g, minlength=self.slate_size)
+        gd[1 + self.slate_size :] = g @ phi
         gd /= n
         self._apply(self.dense, self.dense_acc, slice(None), gd)
         ut.updated_s[urows] = now
@@ -223,8 +237,9 @@ class Learner:
             table[rows] -= lr * grad
 
     # --- snapshots ----------------------------------------------------------------------
-    def size_bytes(self, n_users: int, n_items: int, n_topics: int = 0,
-                   dense: bool = False) -> float:
+    def size_bytes(
+        self, n_users: int, n_items: int, n_topics: int = 0, dense: bool = False
+    ) -> float:
         """Production-scale bytes of a payload with these simulated rows."""
         c = self.cfg
         rows = n_users * c.user_row_scale + n_items * c.item_row_scale + n_topics
@@ -254,8 +269,8 @@ class Learner:
             T=self.T.copy(),
             tb=self.tb.copy(),
             w0=float(w[0]),
-            w_pos=w[1: 1 + self.slate_size].copy(),
-            w_age=w[1 + self.slate_size:].copy(),
+            w_pos=w[1 : 1 + self.slate_size].copy(),
+            w_age=w[1 + self.slate_size :].copy(),
             catalogue=self.catalogue,
         )
 
@@ -270,10 +285,15 @@ class Learner:
         return Delta(
             cut=self.seq,
             data_time_s=self.data_time_s,
-            user_ids=uid, U=ut.vec[uid].copy(),
-            item_ids=iid, V=it.vec[iid].copy(), b=it.b[iid].copy(),
-            T=self.T.copy(), tb=self.tb.copy(),
-            evicted_users=eu, evicted_items=ei,
+            user_ids=uid,
+            U=ut.vec[uid].copy(),
+            item_ids=iid,
+            V=it.vec[iid].copy(),
+            b=it.b[iid].copy(),
+            T=self.T.copy(),
+            tb=self.tb.copy(),
+            evicted_users=eu,
+            evicted_items=ei,
             size_bytes=self.size_bytes(len(uid) + len(eu), len(iid) + len(ei), len(self.T)),
         )
 
@@ -282,8 +302,8 @@ def _rowsum(values: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
     """Sum rows of ``values`` (m, d) into ``n`` groups given by ``inverse``."""
     d = values.shape[1]
     flat = (inverse[:, None] * d + np.arange(d)).ravel()
-    return np.bincount(flat, weights=values.ravel(), minlength=n * d).reshape(n, d).astype(
-        np.float32
+    return (
+        np.bincount(flat, weights=values.ravel(), minlength=n * d).reshape(n, d).astype(np.float32)
     )
 
 

@@ -27,16 +27,22 @@ class Examples:
         return len(self.t)
 
     def take(self, sel: slice | np.ndarray) -> Examples:
-        return Examples(self.t[sel], self.user[sel], self.item[sel], self.slot[sel],
-                        self.click[sel])
+        return Examples(
+            self.t[sel], self.user[sel], self.item[sel], self.slot[sel], self.click[sel]
+        )
 
     @staticmethod
     def concat(parts: list[Examples]) -> Examples:
         if not parts:
-            return Examples(*(np.empty(0, dt) for dt in
-                              (np.float64, np.int64, np.int64, np.int16, np.float32)))
-        return Examples(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("t", "user", "item", "slot", "click")))
+            return Examples(
+                *(np.empty(0, dt) for dt in (np.float64, np.int64, np.int64, np.int16, np.float32))
+            )
+        return Examples(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("t", "user", "item", "slot", "click")
+            )
+        )
 
 
 class ClickLog:

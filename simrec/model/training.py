@@ -35,8 +35,9 @@ class TrainingSide:
         if self.cfg.kind == "oracle":
             self._oracle_version += 1
             v = OracleVersion(self.world, self.world.now, self._oracle_version)
-            size = self.learner.size_bytes(int(v.u_known.sum()), int(v.i_known.sum()),
-                                           self.world.topics.count, dense=True)
+            size = self.learner.size_bytes(
+                int(v.u_known.sum()), int(v.i_known.sum()), self.world.topics.count, dense=True
+            )
             return v, size
         return self.learner.snapshot(), self.learner.full_bytes()
 

@@ -44,8 +44,9 @@ class Verdict:
     duration_s: float
 
 
-def validate(candidate: ModelVersion, live: ModelVersion, holdout: Examples,
-             cfg: ValidationSettings) -> Verdict:
+def validate(
+    candidate: ModelVersion, live: ModelVersion, holdout: Examples, cfg: ValidationSettings
+) -> Verdict:
     """Score both versions on held-out examples; the candidate passes unless it is worse than
     the live version by more than ``cfg.tolerance`` (relative). With no held-out examples it
     passes (nothing to judge on)."""

@@ -27,16 +27,19 @@ class Online:
 
     def __init__(self, settings: PolicySettings) -> None:
         if settings.interval_s is None:
-            raise ConfigError("policy.interval_s=None is not allowed for policy 'online': "
-                              "must be > 0")
+            raise ConfigError(
+                "policy.interval_s=None is not allowed for policy 'online': must be > 0"
+            )
         self.settings = settings
         self.in_flight: UpdateRun | None = None
         self.cut = 0  # learner write sequence covered by the deltas sent so far
 
     def start(self, ctx: UpdateContext) -> None:
         if ctx.training.cfg.kind != "learned":
-            raise ConfigError("policy=online needs learner.kind=learned (got "
-                              f"{ctx.training.cfg.kind!r}): deltas are rows of learned tables")
+            raise ConfigError(
+                "policy=online needs learner.kind=learned (got "
+                f"{ctx.training.cfg.kind!r}): deltas are rows of learned tables"
+            )
         self.cut = ctx.training.learner.seq
         ctx.env.process(self._sparse(ctx))
         ctx.env.process(self._dense(ctx))
@@ -48,8 +51,9 @@ class Online:
             if self.in_flight is not None and self.in_flight.process.is_alive:
                 uid = ctx.updates.new_id()
                 for name in ctx.replicas:
-                    ctx.updates.add(UpdateRow(uid, -1, name, "delta", 0.0, env.now,
-                                              status="skipped"))
+                    ctx.updates.add(
+                        UpdateRow(uid, -1, name, "delta", 0.0, env.now, status="skipped")
+                    )
                 continue
             run = new_run(ctx, "delta", env.now)
             run.process = env.process(self._ship_delta(ctx, run))
@@ -69,8 +73,9 @@ class Online:
             v.version = version
             replica.touch(ctx.env.now)
 
-        yield from deliver(ctx, run, delta.size_bytes,
-                           self.settings.pipeline.load_bytes_per_s, apply)
+        yield from deliver(
+            ctx, run, delta.size_bytes, self.settings.pipeline.load_bytes_per_s, apply
+        )
 
     def _dense(self, ctx: UpdateContext) -> Generator[Any, Any, None]:
         env = ctx.env

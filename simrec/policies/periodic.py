@@ -29,8 +29,9 @@ class Periodic:
 
     def __init__(self, settings: PolicySettings) -> None:
         if settings.interval_s is None:
-            raise ConfigError(f"policy.interval_s=None is not allowed for policy "
-                              f"{settings.name!r}: must be > 0")
+            raise ConfigError(
+                f"policy.interval_s=None is not allowed for policy {settings.name!r}: must be > 0"
+            )
         self.settings = settings
         self.in_flight: UpdateRun | None = None
         self.pending = False
@@ -64,8 +65,9 @@ class Periodic:
             else:
                 uid = ctx.updates.new_id()
                 for name in ctx.replicas:
-                    ctx.updates.add(UpdateRow(uid, -1, name, "full", 0.0, ctx.env.now,
-                                              status="skipped"))
+                    ctx.updates.add(
+                        UpdateRow(uid, -1, name, "full", 0.0, ctx.env.now, status="skipped")
+                    )
                 return
         self._launch(ctx)
 

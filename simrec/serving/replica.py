@@ -82,8 +82,9 @@ class Server:
         rng: the serving stream (retrieval, rule slots, clicks).
     """
 
-    def __init__(self, world: World, cfg: ServingSettings, position_decay: float,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, world: World, cfg: ServingSettings, position_decay: float, rng: np.random.Generator
+    ) -> None:
         self.world = world
         self.cfg = cfg
         self.rng = rng
@@ -96,8 +97,9 @@ class Server:
         active = self.world.items.active
         return active[version.known_items(active)]
 
-    def serve(self, version: ModelVersion, users: np.ndarray, t: float,
-              eligible: np.ndarray) -> Served:
+    def serve(
+        self, version: ModelVersion, users: np.ndarray, t: float, eligible: np.ndarray
+    ) -> Served:
         """Serve one batch of requests of ``users`` at time ``t`` (s).
 
         Requests are cut into groups of ``pool_share`` that share one candidate pool, so that
@@ -119,8 +121,9 @@ class Server:
         if m:
             pool, dup = self._pools(eligible, G)
             ivec, ibias = version.item_side(pool.ravel(), t)
-            scores = np.einsum("gbd,gkd->gbk", uvec[pad].reshape(G, g, -1),
-                               ivec.reshape(G, pool.shape[1], -1)) + ibias.reshape(G, 1, -1)
+            scores = uvec[pad].reshape(G, g, -1) @ ivec.reshape(G, pool.shape[1], -1).transpose(
+                0, 2, 1
+            ) + ibias.reshape(G, 1, -1)
             scores[np.broadcast_to(dup[:, None, :], scores.shape)] = -np.inf
             top = _top_k(scores.reshape(G * g, -1), m)[:B]
             grp = (np.arange(G * g) // g)[:B]
@@ -128,7 +131,7 @@ class Server:
             z = self._true_logits(true_g, pool, t).reshape(G * g, -1)[:B]
             p[:, :m] = sigmoid(np.take_along_axis(z, top, axis=1)) * self.pos[:m]
         if cfg.rule_slots:
-            newest = active[-cfg.rule_pool:]
+            newest = active[-cfg.rule_pool :]
             r = cfg.rule_slots
             pick = newest[_sample(rng, len(newest), r)] if len(newest) >= r else newest
             rule = np.broadcast_to(np.resize(pick, r), (B, r))
@@ -170,8 +173,9 @@ class Server:
         c = w.cfg.clicks
         vec = w.items.t.vec[pool]
         terms = w.item_terms(pool.ravel(), t).reshape(pool.shape)
-        return (c.base_logit + c.affinity_scale * np.einsum("gbd,gkd->gbk", true_g, vec)
-                + terms[:, None, :])
+        return (
+            c.base_logit + c.affinity_scale * (true_g @ vec.transpose(0, 2, 1)) + terms[:, None, :]
+        )
 
 
 def _sample(rng: np.random.Generator, n: int, k: int) -> np.ndarray:

@@ -47,8 +47,11 @@ class Topics:
         dt = t - self.t
         if dt > 0:
             self.base = ou_step(
-                self.base[None, :], dt, self.cfg.popularity_kappa_per_s,
-                self.cfg.popularity_std**2, self.rng,
+                self.base[None, :],
+                dt,
+                self.cfg.popularity_kappa_per_s,
+                self.cfg.popularity_std**2,
+                self.rng,
             )[0]
             self.t = t
         self._update_hot(t)

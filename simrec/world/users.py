@@ -73,9 +73,7 @@ class Users:
         mean_rate = cfg.activity_median_per_day / DAY_S * math.exp(cfg.activity_sigma**2 / 2)
         # Anonymous sessions make up `anonymous_share` of all requests on average.
         a = cfg.anonymous_share
-        self.session_rate_per_s = (
-            a / (1 - a) * cfg.initial * mean_rate / cfg.session_requests_mean
-        )
+        self.session_rate_per_s = a / (1 - a) * cfg.initial * mean_rate / cfg.session_requests_mean
         self.active = np.empty(0, dtype=np.int64)
         self._add(cfg.initial, birth=np.full(cfg.initial, -np.inf), t=0.0, anonymous=False)
         self._weights_dirty = True
@@ -98,8 +96,10 @@ class Users:
             tb.home[ids] = r.choice(len(self.dc_p), size=n, p=self.dc_p)
         else:
             r = self.rng
-            life = r.exponential(self.lifetime_s, n) if math.isfinite(self.lifetime_s) else (
-                np.full(n, np.inf)
+            life = (
+                r.exponential(self.lifetime_s, n)
+                if math.isfinite(self.lifetime_s)
+                else (np.full(n, np.inf))
             )
             tb.rate_per_s[ids] = (
                 self.cfg.activity_median_per_day

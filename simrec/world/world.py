@@ -28,8 +28,13 @@ class World:
         self.topics = Topics(cfg.topics, cfg.interests.dim, streams["topics"])
         self.items = Items(cfg.items, self.topics, self.diurnal, streams["items"])
         self.users = Users(
-            cfg.users, cfg.interests, shares, self.diurnal,
-            streams["users"], streams["anonymous"], streams["interests"],
+            cfg.users,
+            cfg.interests,
+            shares,
+            self.diurnal,
+            streams["users"],
+            streams["anonymous"],
+            streams["interests"],
         )
         self.now = 0.0
 
@@ -42,8 +47,9 @@ class World:
         self.now = t
         return new_users, new_items
 
-    def item_terms(self, ids: np.ndarray, t: float, popularity: np.ndarray | None = None
-                   ) -> np.ndarray:
+    def item_terms(
+        self, ids: np.ndarray, t: float, popularity: np.ndarray | None = None
+    ) -> np.ndarray:
         """quality + freshness + topic popularity of items ``ids`` at ``t`` (logit units)."""
         pop = self.topics.popularity if popularity is None else popularity
         it = self.items.t
@@ -53,6 +59,9 @@ class World:
         """True relevance logits (B, K) of users with interests ``user_vecs`` for items."""
         c = self.cfg.clicks
         return true_logits(
-            user_vecs, self.items.t.vec[item_ids], self.item_terms(item_ids, t),
-            c.base_logit, c.affinity_scale,
+            user_vecs,
+            self.items.t.vec[item_ids],
+            self.item_terms(item_ids, t),
+            c.base_logit,
+            c.affinity_scale,
         )

@@ -1,0 +1,150 @@
+"""The ``simrec`` command and the config groups, through Hydra's compose and as a process."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import simrec
+from simrec.cli import policy_preset, to_config
+from simrec.config import Config, ConfigError, to_dict
+from simrec.policies import POLICIES
+
+CONF = Path(simrec.__file__).parent / "conf"
+SMALL = ["users.initial=2000", "items.initial=800", "sim.days=0.1", "sim.warmup_days=0.1"]
+
+
+def simrec_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_base_yaml_holds_every_dataclass_default():
+    base = yaml.safe_load((CONF / "config.yaml").read_text())
+    defaults = to_dict(Config())
+    for key in (
+        "sim",
+        "users",
+        "interests",
+        "topics",
+        "items",
+        "clicks",
+        "serving",
+        "learner",
+        "corruption",
+    ):
+        assert base[key] == pytest.approx(defaults[key]) or base[key] == defaults[key], key
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (CONF / "policy").glob("*.yaml") if p.stem != "compare")
+)
+def test_every_policy_option_composes_and_is_registered(name):
+    cfg = simrec.compose([f"policy={name}"])
+    assert cfg.policy.name == name and name in POLICIES
+    assert to_config(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in (CONF / "scenario").glob("*.yaml")))
+@pytest.mark.parametrize("infra", sorted(p.stem for p in (CONF / "infra").glob("*.yaml")))
+def test_every_scenario_and_infra_composes(scenario, infra):
+    cfg = simrec.compose(["policy=hourly", f"scenario={scenario}", f"infra={infra}"])
+    assert cfg.scenario == scenario and cfg.infra.name == infra
+
+
+def test_scenarios_set_what_their_docs_say():
+    news = simrec.compose(["policy=hourly", "scenario=news"])
+    assert news.items.mean_lifetime_s <= 6 * 3600 and news.topics.hot_topic_boost > 0
+    video = simrec.compose(["policy=hourly", "scenario=short_video"])
+    assert video.items.initial / video.items.mean_lifetime_s > 10 * (
+        Config().items.initial / Config().items.mean_lifetime_s
+    )
+    shop = simrec.compose(["policy=hourly", "scenario=ecommerce"])
+    assert shop.interests.drift_kappa_per_s < Config().interests.drift_kappa_per_s / 5
+    anon = simrec.compose(["policy=hourly", "scenario=anonymous"])
+    assert anon.users.anonymous_share >= 0.5
+
+
+def test_compose_refuses_the_comparison_pseudo_policy():
+    with pytest.raises(ConfigError, match="policy=compare"):
+        simrec.compose([])
+
+
+def test_policy_preset_lists_known_policies_for_an_unknown_name():
+    with pytest.raises(ConfigError, match="known policies are .*hourly"):
+        policy_preset("weekly")
+
+
+def test_single_run_writes_its_files(tmp_path):
+    out = tmp_path / "run"
+    p = simrec_cmd("policy=hourly", *SMALL, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((out / "summary.json").read_text())
+    for key in (
+        "policy",
+        "policy_interval_s",
+        "scenario",
+        "seed",
+        "expected_ctr",
+        "ctr",
+        "oracle_expected_ctr",
+        "regret",
+        "staleness_mean_s",
+        "staleness_p99_s",
+        "bytes_moved",
+        "updates_landed",
+        "updates_rejected",
+        "new_item_first_impression_median_s",
+        "fallback_request_share",
+    ):
+        assert key in s, key
+    assert s["policy"] == "hourly" and s["policy_interval_s"] == 3600.0
+    assert 0 < s["expected_ctr"] < s["oracle_expected_ctr"] < 1
+    assert s["regret"] == pytest.approx(s["oracle_expected_ctr"] - s["expected_ctr"])
+    assert s["config"]["policy"]["name"] == "hourly"
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    assert set(ts.cohort) == {"all", "new_users", "anonymous", "fresh_items"}
+    assert (ts.expected_clicks >= 0).all()
+    up = pd.read_parquet(out / "updates.parquet")
+    assert (up.status == "landed").sum() == s["updates_landed"]
+
+
+def test_main_job_compares_every_policy(tmp_path):
+    out = tmp_path / "main"
+    p = simrec_cmd(*SMALL, "compare=[oracle,hourly,frozen]", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table.policy) == ["oracle", "hourly", "frozen"]
+    assert table.expected_ctr.is_monotonic_decreasing
+    for col in ("expected_ctr", "regret", "staleness_mean_s", "bytes_moved_per_day"):
+        assert table[col].map(math.isfinite).all(), col
+    assert (out / "report" / "ctr_over_time.png").stat().st_size > 10_000
+    assert "hourly" in p.stdout and "exp. CTR" in p.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["sim.days=-1"], "sim.days"),
+        (["seed=banana"], "seed"),
+        (["policy=hourly", "policy.interval_s=0"], "policy.interval_s"),
+        (["policy=hourly", "users.anonymous_share=1.5"], "users.anonymous_share"),
+        (["policy=hourly", "infra.uplink_bytes_per_s=-5"], "infra.uplink_bytes_per_s"),
+    ],
+)
+def test_bad_settings_are_refused_before_running(tmp_path, args, needle):
+    out = tmp_path / "bad"
+    p = simrec_cmd(*args, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert p.returncode != 0
+    assert needle in p.stderr and "Traceback" not in p.stderr
+    assert not (out / "summary.json").exists()
+    assert not list(out.rglob("summary.json")) if out.exists() else True

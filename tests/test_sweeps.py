@@ -1,0 +1,92 @@
+"""Sweeps: parallel launchers, report on a sweep, resume after interruption, failed runs."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SMALL = ["sim.days=0.05", "sim.warmup_days=0.05", "users.initial=1000", "items.initial=500"]
+
+
+def simrec_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def report(*args: str) -> int:
+    from simrec.report import main
+
+    return main(list(args))
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_two_by_two_sweep_and_report(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    p = simrec_cmd(
+        "-m",
+        f"hydra/launcher={launcher}",
+        *extra,
+        "policy=hourly,frozen",
+        "seed=0,1",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr
+    jobs = sorted(d.name for d in sweep.iterdir() if d.is_dir() and not d.name.startswith("."))
+    assert jobs == ["0", "1", "2", "3"]
+    assert report(str(sweep), "-o", str(tmp_path / "rep"), "--quiet") == 0
+    runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
+    assert sorted(zip(runs.policy, runs.seed, strict=True)) == [
+        ("frozen", 0),
+        ("frozen", 1),
+        ("hourly", 0),
+        ("hourly", 1),
+    ]
+    for col in ("expected_ctr", "oracle_expected_ctr", "regret", "staleness_mean_s"):
+        assert runs[col].map(math.isfinite).all(), col
+    assert (runs.expected_ctr < runs.oracle_expected_ctr).all()
+    ts = pd.read_parquet(tmp_path / "rep" / "timeseries.parquet")
+    assert ts.groupby(["policy", "seed"]).ngroups == 4
+    assert (tmp_path / "rep" / "ctr_over_time.pdf").exists()
+
+
+def test_interrupted_sweep_resumes_and_redoes_only_unfinished_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "policy=hourly,frozen", *SMALL, f"hydra.sweep.dir={sweep}"]
+    assert simrec_cmd(*args, cwd=tmp_path).returncode == 0
+    done = sweep / "0" / "summary.json"
+    lost = sweep / "1" / "summary.json"
+    stamp = done.stat().st_mtime_ns
+    before = lost.read_text()
+    lost.unlink()  # as if the run had been interrupted before finishing
+    p = simrec_cmd(*args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert done.stat().st_mtime_ns == stamp  # finished run skipped
+    assert lost.exists()  # redone, identically but for its wall time
+    strip = [line for line in before.splitlines() if "wall_time_s" not in line]
+    assert [line for line in lost.read_text().splitlines() if "wall_time_s" not in line] == strip
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = simrec_cmd(
+        "-m",
+        "policy=hourly",
+        "policy.interval_s=3600,-5,1800",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0
+    assert "policy.interval_s=-5.0 is not allowed" in p.stderr
+    assert (sweep / "0" / "summary.json").exists() and (sweep / "2" / "summary.json").exists()
+    assert (sweep / "1" / "FAILED").exists() and not (sweep / "1" / "summary.json").exists()
