@@ -27,11 +27,16 @@ def run(config: Config | dict[str, Any]) -> Result:
         config: a :class:`Config`, or a nested dict of settings (validated before anything
             runs; a bad setting raises :class:`ConfigError` naming it).
     """
+    from threadpoolctl import threadpool_limits
+
     from simrec.engine import Simulation
     from simrec.results.io import build_result
 
     cfg = from_dict(config) if isinstance(config, dict) else config
-    return build_result(Simulation(cfg).run())
+    # The engine's matrix products are small: a multi-threaded BLAS only contends with itself
+    # and with the other runs of a sweep, which is where the parallelism is.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return build_result(Simulation(cfg).run())
 
 
 def compose(overrides: list[str] | None = None) -> Config:

@@ -170,15 +170,15 @@ class ServingSettings:
         slate_size: k, items shown per request (top-k of the ranked candidates).
         rule_slots: slots of the slate given to a hand-written rule that injects newest items.
         rule_pool: the rule picks among this many newest live items.
-        pool_share: requests that share one candidate pool (retrieval is drawn per group of
-            this many requests, so that a group is scored by one matrix product).
+        pool_size: distinct items in the retrieval pool a batch shares; each request's K
+            candidates are a window of it at a random offset (see serving/replica.py).
     """
 
     candidates: int = 100
     slate_size: int = 10
     rule_slots: int = 0
     rule_pool: int = 50
-    pool_share: int = 8
+    pool_size: int = 512
 
 
 @dataclass
@@ -529,7 +529,12 @@ def validate(cfg: Config) -> Config:
         f"in [0, serving.slate_size={sv.slate_size}]",
     )
     _check(sv.rule_pool >= 1, "serving.rule_pool", sv.rule_pool, ">= 1")
-    _check(sv.pool_share >= 1, "serving.pool_share", sv.pool_share, ">= 1")
+    _check(
+        sv.pool_size >= sv.candidates,
+        "serving.pool_size",
+        sv.pool_size,
+        f">= serving.candidates ({sv.candidates})",
+    )
     lr = cfg.learner
     _check(lr.kind in ("learned", "oracle"), "learner.kind", lr.kind, "one of: learned, oracle")
     _check(

@@ -69,11 +69,12 @@ def test_interval_shorter_than_pipeline_neither_queues_nor_crashes():
         cfg = deterministic(policy__interval_s=60.0, policy__pipeline__overlap=rule)
         up = simrec.run(cfg).updates
         trig = up.groupby("update_id").first()
-        assert len(trig) == pytest.approx(cfg.sim.days * 86400 / 60, abs=1)
+        # every trigger is an attempt or a logged skip; a queued one is logged when it starts
+        assert len(trig) == pytest.approx(cfg.sim.days * 86400 / 60, abs=3)
         assert (up.status == "unfinished").sum() <= 1
         landed = up[up.status == "landed"].sort_values("landed_s")
         if rule == "supersede":
-            assert landed.empty and (up.status == "superseded").sum() == len(trig) - 1
+            assert landed.empty and (up.status == "superseded").sum() >= len(trig) - 1
             continue
         assert len(landed) > 100
         # updates run one after another: each starts after the previous one landed
@@ -132,7 +133,13 @@ def test_validation_stops_a_corrupted_checkpoint_and_without_it_ctr_suffers():
 
 
 def test_thinner_links_and_bigger_checkpoints_make_staler_models():
-    base = dict(policy__name="hourly", policy__interval_s=3600.0, sim__days=0.5)
+    # validation off: a rejected checkpoint would add an interval of staleness by chance
+    base = dict(
+        policy__name="hourly",
+        policy__interval_s=3600.0,
+        sim__days=0.5,
+        policy__pipeline__validation__enabled=False,
+    )
     fat = simrec.run(tiny(**base)).summary
     thin = simrec.run(tiny(infra__uplink_bytes_per_s=1e8, **base)).summary
     big = simrec.run(tiny(learner__bytes_per_row=8192.0, **base)).summary

@@ -2,16 +2,20 @@
 
 Per batch of requests (users of one datacenter in one time step):
 
-1. retrieval draws K candidates, shared by the batch, uniformly among the live items that the
-   live version knows (items missing from its table cannot be retrieved: cold start);
+1. retrieval draws K candidates per request uniformly among the live items that the live
+   version knows (items missing from its table cannot be retrieved: cold start). For speed a
+   batch shares one retrieval pool of ``pool_size`` distinct items drawn uniformly, in random
+   order, and each request takes a window of K consecutive pool entries at a random offset:
+   every request still sees a uniform random K-subset of the corpus (each item with
+   probability K/n), and the batch is scored by one matrix product;
 2. ranking scores them with the live version (``user . item + bias``; users missing from the
    version get its fallback vector, i.e. popularity ranking, and are counted) and shows the
    top k, best first;
 3. optionally the last ``rule_slots`` slots go to a hand-written rule that injects items drawn
    among the ``rule_pool`` newest live items, known or not;
 4. the true click probability of every shown item is evaluated and clicks are drawn. The
-   oracle's counterfactual slate (top k by true probability among K candidates drawn from all
-   live items) gives the oracle expected clicks.
+   oracle's counterfactual slate (top k by true probability among K candidates drawn the same
+   way from all live items) gives the oracle expected clicks.
 """
 
 from __future__ import annotations
@@ -100,36 +104,26 @@ class Server:
     def serve(
         self, version: ModelVersion, users: np.ndarray, t: float, eligible: np.ndarray
     ) -> Served:
-        """Serve one batch of requests of ``users`` at time ``t`` (s).
-
-        Requests are cut into groups of ``pool_share`` that share one candidate pool, so that
-        scoring is a batched matrix product."""
+        """Serve one batch of requests of ``users`` at time ``t`` (s)."""
         cfg, rng, world = self.cfg, self.rng, self.world
         k = cfg.slate_size
         n_model = k - cfg.rule_slots
         B = len(users)
-        g = min(cfg.pool_share, B)
-        G = -(-B // g)
-        pad = np.resize(np.arange(B), G * g)  # padded rows repeat real ones; dropped below
+        rows = np.arange(B)[:, None]
         active = world.items.active
         true_u = world.users.interests(users, t)
-        true_g = true_u[pad].reshape(G, g, -1)
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
         uvec, known = version.user_side(users, t)
         m = min(n_model, len(eligible))
         if m:
-            pool, dup = self._pools(eligible, G)
-            ivec, ibias = version.item_side(pool.ravel(), t)
-            scores = uvec[pad].reshape(G, g, -1) @ ivec.reshape(G, pool.shape[1], -1).transpose(
-                0, 2, 1
-            ) + ibias.reshape(G, 1, -1)
-            scores[np.broadcast_to(dup[:, None, :], scores.shape)] = -np.inf
-            top = _top_k(scores.reshape(G * g, -1), m)[:B]
-            grp = (np.arange(G * g) // g)[:B]
-            items[:, :m] = pool[grp[:, None], top]
-            z = self._true_logits(true_g, pool, t).reshape(G * g, -1)[:B]
-            p[:, :m] = sigmoid(np.take_along_axis(z, top, axis=1)) * self.pos[:m]
+            pool, cols = self._retrieve(eligible, B)
+            ivec, ibias = version.item_side(pool, t)
+            scores = (uvec @ ivec.T)[rows, cols] + ibias[cols]
+            top = np.take_along_axis(cols, _top_k(scores, m), axis=1)
+            items[:, :m] = pool[top]
+            z = self._true_logits(true_u, pool)[rows, top] + self._terms(pool, t)[top]
+            p[:, :m] = sigmoid(z) * self.pos[:m]
         if cfg.rule_slots:
             newest = active[-cfg.rule_pool :]
             r = cfg.rule_slots
@@ -139,10 +133,8 @@ class Server:
             zr = world.logits(true_u, rule[0], t)
             p[:, n_model:] = sigmoid(zr) * self.pos[n_model:]
         # oracle counterfactual: top k by true probability among K candidates of all live items
-        opool, odup = self._pools(active, G)
-        zo = self._true_logits(true_g, opool, t)
-        zo[np.broadcast_to(odup[:, None, :], zo.shape)] = -np.inf
-        zo = zo.reshape(G * g, -1)[:B]
+        opool, ocols = self._retrieve(active, B)
+        zo = self._true_logits(true_u, opool)[rows, ocols] + self._terms(opool, t)[ocols]
         kk = min(k, zo.shape[1])
         best = -np.partition(-zo, kk - 1, axis=1)[:, :kk]
         best.sort(axis=1)
@@ -151,37 +143,31 @@ class Server:
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle)
 
-    def _pools(self, corpus: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
-        """G candidate pools (G, K) drawn uniformly from ``corpus``, and a mask of repeats
-        within a pool (to be ignored). A corpus no larger than K is the pool itself."""
-        K = self.cfg.candidates
-        if len(corpus) <= K:
-            pool = np.broadcast_to(corpus, (G, len(corpus)))
-            return pool, np.zeros(pool.shape, dtype=bool)
-        pool = corpus[self.rng.integers(0, len(corpus), (G, K))]
-        order = np.argsort(pool, axis=1, kind="stable")
-        srt = np.take_along_axis(pool, order, axis=1)
-        rep = np.zeros(pool.shape, dtype=bool)
-        rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
-        dup = np.zeros(pool.shape, dtype=bool)
-        np.put_along_axis(dup, order, rep, axis=1)
-        return pool, dup
+    def _retrieve(self, corpus: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """A shared pool of distinct items from ``corpus`` in random order, and each request's
+        candidate columns (B, K): K consecutive pool entries from a random offset."""
+        M = min(len(corpus), self.cfg.pool_size)
+        pool = corpus[_sample(self.rng, len(corpus), M, shuffle=True)]
+        K = min(self.cfg.candidates, M)
+        if K == M:
+            return pool, np.broadcast_to(np.arange(M), (B, M))
+        start = self.rng.integers(0, M, B)
+        return pool, (start[:, None] + np.arange(K)) % M
 
-    def _true_logits(self, true_g: np.ndarray, pool: np.ndarray, t: float) -> np.ndarray:
-        """True logits (G, g, K) of grouped users (G, g, d) for their group's pool (G, K)."""
-        w = self.world
-        c = w.cfg.clicks
-        vec = w.items.t.vec[pool]
-        terms = w.item_terms(pool.ravel(), t).reshape(pool.shape)
-        return (
-            c.base_logit + c.affinity_scale * (true_g @ vec.transpose(0, 2, 1)) + terms[:, None, :]
-        )
+    def _true_logits(self, true_u: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """Affinity part of the true logits (B, M): base + scale <u, v>."""
+        c = self.world.cfg.clicks
+        return c.base_logit + c.affinity_scale * (true_u @ self.world.items.t.vec[pool].T)
+
+    def _terms(self, pool: np.ndarray, t: float) -> np.ndarray:
+        return self.world.item_terms(pool, t)
 
 
-def _sample(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    """``min(n, k)`` distinct indices below ``n``, uniformly."""
+def _sample(rng: np.random.Generator, n: int, k: int, shuffle: bool = False) -> np.ndarray:
+    """``min(n, k)`` distinct indices below ``n``, uniformly (in random order if
+    ``shuffle``)."""
     if k >= n:
-        return np.arange(n)
+        return rng.permutation(n) if shuffle else np.arange(n)
     if n > 8 * k:  # sparse draw: oversample and de-duplicate, keeping draw order
         while True:
             draw = rng.integers(0, n, int(k * 1.3) + 8)
