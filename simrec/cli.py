@@ -82,31 +82,38 @@ def _run_and_save(cfg: Config, directory: Path) -> dict[str, Any]:
 
 
 def _main_job(cfg: DictConfig, out: Path) -> None:
+    import time
+    from concurrent.futures import as_completed
+
     from simrec.report import comparison_table, write_report
     from simrec.results.collect import collect
+    from simrec.results.io import atomic_write_text
 
     configs = comparison_configs(cfg)
+    quiet = not cfg.sim.progress
+    for c in configs:
+        c.sim.progress = False  # one bar per process would interleave; report runs done
     workers = max(1, min(int(cfg.workers), len(configs), os.cpu_count() or 1))
-    dirs = [out / c.policy.name for c in configs]
+    dirs = {c.policy.name: out / c.policy.name for c in configs}
     _progress(
         f"simrec: comparing {len(configs)} policies on scenario {configs[0].scenario!r} "
         f"({workers} processes), results in {out}",
-        cfg,
+        quiet,
     )
-    if workers == 1:
-        for c, d in zip(configs, dirs, strict=True):
-            _run_and_save(c, d)
-            _progress(f"  done: {c.policy.name}", cfg)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_and_save, c, d) for c, d in zip(configs, dirs, strict=True)]
-            for c, f in zip(configs, futures, strict=True):
-                f.result()
-                _progress(f"  done: {c.policy.name}", cfg)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_run_and_save, c, dirs[c.policy.name]): c.policy.name for c in configs
+        }
+        for done, f in enumerate(as_completed(futures), 1):
+            f.result()
+            _progress(
+                f"  {done}/{len(configs)} runs done: {futures[f]} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                quiet,
+            )
     collected = collect([out])
     table = comparison_table(collected.runs)
-    from simrec.results.io import atomic_write_text
-
     atomic_write_text(table.to_csv(index=False), out / "comparison.csv")
     write_report(collected, out / "report")
     print(_format(table))
@@ -119,8 +126,9 @@ def _format(table) -> str:
     return _format_table(table)
 
 
-def _progress(msg: str, cfg: DictConfig) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def _progress(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
 
 
 GROUPS = {"policy": "policies", "scenario": "scenarios", "infra": "infras"}

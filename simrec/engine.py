@@ -170,7 +170,7 @@ class Simulation:
             self._serve_step(t, min(step, self.end_s - t))
             self.learner.train(self.log.ready(t, limit_per_step), t)
             if self._progress is not None:
-                self._progress.update(min(step, self.end_s - t))
+                self._progress.update(min(step, self.end_s - t) / 3600)
             yield env.timeout(step)
 
     def _serve_step(self, t: float, step: float) -> None:
@@ -251,7 +251,12 @@ class Simulation:
             from tqdm import tqdm
 
             self._progress = tqdm(
-                total=self.end_s, unit="sim s", desc=self.cfg.policy.name, leave=False
+                total=self.end_s / 3600,
+                desc=f"{self.cfg.policy.name} (seed {self.cfg.seed})",
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} sim h "
+                "[{elapsed}<{remaining}]",
+                mininterval=1.0,
+                leave=False,
             )
         self.bytes_at_start = 0.0
         self.env.process(self._warmup())
