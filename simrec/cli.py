@@ -72,12 +72,22 @@ def comparison_configs(cfg: DictConfig) -> list[Config]:
 
 
 def _run_and_save(cfg: Config, directory: Path) -> dict[str, Any]:
-    import simrec
+    """Run ``cfg`` into ``directory``, unless a finished run of the same config is there."""
+    import json
 
-    if (directory / "summary.json").exists():
-        return simrec.Result.load(directory).summary
+    import simrec
+    from simrec.config import to_dict
+    from simrec.results.io import run_id
+
+    summary = directory / "summary.json"
+    if summary.exists():
+        done = json.loads(summary.read_text())
+        if done.get("run_id") == run_id(to_dict(cfg)):
+            return done
+        print(f"simrec: {directory} holds a run of another config; running again", file=sys.stderr)
     result = simrec.run(cfg)
     result.save(directory)
+    (directory / "FAILED").unlink(missing_ok=True)
     return result.summary
 
 
@@ -147,12 +157,13 @@ def precheck(overrides: list[str]) -> None:
     """
     import dataclasses
 
+    extra_search_path = any(o.startswith("hydra.searchpath") for o in overrides)
     for item in overrides:
         if item.startswith(("-", "+", "~", "hydra")) or "=" not in item:
             continue
         key, value = item.split("=", 1)
         if key in GROUPS:
-            if "(" in value:
+            if "(" in value or extra_search_path:  # sweep functions; options found elsewhere
                 continue
             known = _options(key)
             for v in value.split(","):
@@ -167,6 +178,8 @@ def precheck(overrides: list[str]) -> None:
         node: Any = Config
         path = key.split(".")
         for depth, part in enumerate(path):
+            if not dataclasses.is_dataclass(node) and depth:
+                break  # inside a free-form mapping (policy.params)
             fields = (
                 {f.name: f for f in dataclasses.fields(node)}
                 if dataclasses.is_dataclass(node)

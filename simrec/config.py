@@ -288,9 +288,12 @@ class PolicySettings:
     Attributes:
         name: registry key.
         interval_s: time between update triggers (seconds); ``None`` for policies without one.
-        phase_s: offset of the first trigger within a day (seconds; e.g. the traffic low).
+        phase_s: triggers fall at times t = phase_s (mod interval_s), time 0 being midnight of
+            day 0 (seconds; e.g. 14 400 = 04:00, the traffic low, for a daily policy).
         dense_interval_s: ``online`` only: period of the dense-part sync (seconds).
         pipeline: checkpoint pipeline settings (ignored by frozen and oracle).
+        params: settings of a plug-in policy that the built-in ones do not have (a mapping
+            the plug-in reads and checks itself; see docs/policies.md).
     """
 
     name: str = "hourly"
@@ -298,6 +301,7 @@ class PolicySettings:
     phase_s: float = 0.0
     dense_interval_s: float = DAY_S
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -401,6 +405,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return _coerce(args[0], value, path)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path + ".")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):

@@ -96,7 +96,9 @@ class Simulation:
         self.learner.register_items(w.items.active, 0.0)
         self.training = TrainingSide(cfg.learner, self.learner, w)
         self.log = ClickLog(cfg.learner.join_delay_s, cfg.policy.pipeline.validation.window_s)
-        self.server = Server(w, cfg.serving, cfg.clicks.position_decay, streams["serving"])
+        self.server = Server(
+            w, cfg.serving, cfg.clicks.position_decay, streams["serving"], streams["oracle"]
+        )
         self.dc_names = [d.name for d in cfg.infra.datacenters]
         first, _ = self.training.snapshot()
         self.training.shipped = first

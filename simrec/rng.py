@@ -19,6 +19,7 @@ STREAMS = (
     "traffic",
     "clicks",
     "serving",
+    "oracle",
     "learner",
     "corruption",
 )

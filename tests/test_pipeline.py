@@ -147,3 +147,32 @@ def test_thinner_links_and_bigger_checkpoints_make_staler_models():
         assert slow["update_latency_mean_s"] > 3 * fat["update_latency_mean_s"]
         assert slow["staleness_mean_s"] > fat["staleness_mean_s"] + 300
         assert slow["expected_ctr"] < fat["expected_ctr"]
+
+
+def test_triggers_follow_the_time_of_day_whatever_the_warm_up():
+    """``daily`` at phase 4 h triggers at 04:00 of the simulated clock (time 0 is midnight)."""
+    from simrec.policies.periodic import next_phase
+
+    assert next_phase(0.0, 86_400.0, 14_400.0) == 14_400.0
+    assert next_phase(14_400.0, 86_400.0, 14_400.0) == 100_800.0
+    assert next_phase(50_000.0, 3_600.0, 0.0) == 50_400.0
+    cfg = tiny(
+        policy__name="daily",
+        policy__interval_s=86_400.0,
+        policy__phase_s=14_400.0,
+        sim__warmup_days=0.25,
+        sim__days=1.0,
+    )
+    up = simrec.run(cfg).updates
+    origin = cfg.sim.warmup_days * 86_400.0
+    trig = up.trigger_s.unique() + origin
+    assert list(trig % 86_400.0) == [14_400.0]
+
+
+def test_a_queued_update_keeps_its_trigger_time():
+    cfg = deterministic(policy__interval_s=60.0, policy__pipeline__overlap="queue")
+    up = simrec.run(cfg).updates
+    started = up[up.status != "skipped"].groupby("update_id").first()
+    waited = started.save_start_s - started.trigger_s
+    assert (waited > 0).any() and (waited >= 0).all()
+    assert (started.trigger_s % 60.0 == 0).all()

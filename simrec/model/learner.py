@@ -57,8 +57,8 @@ class Learner:
         dim: embedding dimension.
         n_topics: number of topics.
         slate_size: number of positions.
-        item_topic: catalogue metadata, topic of each item id (read-only, grows with the catalogue).
-        item_birth_s: catalogue metadata, publication time of each item id.
+        catalogue: the items' table; the learner reads only publication metadata from it
+            (topic, publication time, retirement time).
         rng: the learner stream.
     """
 
@@ -126,12 +126,15 @@ class Learner:
         it.stamp[ids] = self.seq
 
     def evict(self, now: float) -> None:
-        """Evict rows untouched for ``row_ttl_s``."""
+        """Evict rows untouched for ``row_ttl_s``. An item's row goes only once the item has
+        left the catalogue (a live item stays retrievable however rarely it is shown)."""
         cut = now - self.cfg.row_ttl_s
         self.seq += 1
         for tab in (self.users, self.items):
-            known = tab.view("known")
-            old = np.flatnonzero(known & (tab.view("updated_s") < cut))
+            stale = tab.view("known") & (tab.view("updated_s") < cut)
+            if tab is self.items:
+                stale &= self.catalogue.view("death_s") <= now
+            old = np.flatnonzero(stale)
             if len(old):
                 tab.known[old] = False
                 tab.vec[old] = 0.0
@@ -139,6 +142,9 @@ class Learner:
                 tab.evicted[old] = self.seq
                 if tab is self.users:
                     tab.seen[old] = 0
+                else:
+                    tab.b[old] = 0.0
+                    tab.b_acc[old] = 0.0
 
     @property
     def n_user_rows(self) -> int:

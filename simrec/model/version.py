@@ -64,8 +64,8 @@ class ModelVersion(Protocol):
 class LearnedVersion:
     """A copy of the learned parameters.
 
-    Arrays are indexed by world id. ``item_topic`` and ``item_birth_s`` are catalogue
-    metadata known at publication (shared, read-only).
+    Arrays are indexed by world id. ``catalogue`` gives item metadata known at publication
+    (topic, publication time; shared, read-only).
     """
 
     version: int

@@ -21,9 +21,9 @@ from typing import Any
 import simpy
 
 from simrec.config import PipelineSettings
+from simrec.pipeline.context import UpdateContext
 from simrec.pipeline.updates import UpdateRow
 from simrec.pipeline.validation import validate
-from simrec.policies.base import UpdateContext
 
 
 class UpdateRun:

@@ -14,6 +14,7 @@ from simrec.model.version import LearnedVersion
 from simrec.pipeline.checkpoint import UpdateRun, deliver, new_run
 from simrec.pipeline.updates import UpdateRow
 from simrec.policies.base import POLICIES, UpdateContext
+from simrec.policies.periodic import next_phase
 
 
 @POLICIES.register("online")
@@ -80,8 +81,7 @@ class Online:
     def _dense(self, ctx: UpdateContext) -> Generator[Any, Any, None]:
         env = ctx.env
         interval = self.settings.dense_interval_s
-        offset = self.settings.phase_s % interval
-        yield env.timeout(offset if offset > 0 else interval)
+        yield env.timeout(next_phase(env.now, interval, self.settings.phase_s) - env.now)
         while True:
             run = new_run(ctx, "dense", env.now)
             source, _ = ctx.training.snapshot()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -19,12 +20,13 @@ from simrec.policies.base import POLICIES, UpdateContext
 class Periodic:
     """A full checkpoint every ``interval_s`` through save, validate, broadcast and load.
 
-    The first trigger is ``phase_s`` (mod interval) after the start of the measured period
-    (one interval after it when the phase is 0). A trigger that finds an update in flight
-    follows ``pipeline.overlap``: ``skip`` drops it (logged as skipped); ``queue`` keeps at
-    most one pending trigger and runs it when the one in flight ends (a pending trigger found
-    pending again is skipped, so the queue is bounded by one); ``supersede`` aborts the one in
-    flight and starts anew.
+    Triggers fall at the simulated times t with (t - phase_s) a multiple of ``interval_s``
+    (time 0 is midnight of day 0, so ``daily`` with phase 4 h triggers at 04:00 every day),
+    the first one strictly after the start of the measured period. A trigger that finds an
+    update in flight follows ``pipeline.overlap``: ``skip`` drops it (logged as skipped);
+    ``queue`` keeps at most one pending trigger and runs it when the one in flight ends,
+    keeping its trigger time (a trigger that finds one pending is skipped, so the queue is
+    bounded by one); ``supersede`` aborts the one in flight and starts anew.
     """
 
     def __init__(self, settings: PolicySettings) -> None:
@@ -34,15 +36,13 @@ class Periodic:
             )
         self.settings = settings
         self.in_flight: UpdateRun | None = None
-        self.pending = False
+        self.pending: float | None = None  # trigger time of the queued update, if any
 
     def start(self, ctx: UpdateContext) -> None:
         ctx.env.process(self._clock(ctx))
 
     def _first_trigger(self, start_s: float) -> float:
-        interval, phase = self.settings.interval_s, self.settings.phase_s
-        offset = phase % interval
-        return start_s + (offset if offset > 0 else interval)
+        return next_phase(start_s, self.settings.interval_s, self.settings.phase_s)
 
     def _clock(self, ctx: UpdateContext) -> Generator[Any, Any, None]:
         env = ctx.env
@@ -59,8 +59,8 @@ class Periodic:
         if self._busy():
             if rule == "supersede":
                 self.in_flight.process.interrupt()
-            elif rule == "queue" and not self.pending:
-                self.pending = True
+            elif rule == "queue" and self.pending is None:
+                self.pending = ctx.env.now
                 return
             else:
                 uid = ctx.updates.new_id()
@@ -69,15 +69,23 @@ class Periodic:
                         UpdateRow(uid, -1, name, "full", 0.0, ctx.env.now, status="skipped")
                     )
                 return
-        self._launch(ctx)
+        self._launch(ctx, ctx.env.now)
 
-    def _launch(self, ctx: UpdateContext) -> None:
-        run = new_run(ctx, "full", ctx.env.now)
+    def _launch(self, ctx: UpdateContext, trigger_s: float) -> None:
+        run = new_run(ctx, "full", trigger_s)
         run.process = ctx.env.process(self._update(ctx, run))
         self.in_flight = run
 
     def _update(self, ctx: UpdateContext, run: UpdateRun) -> Generator[Any, Any, None]:
         yield from checkpoint_update(ctx, self.settings.pipeline, run)
-        if self.pending and self.in_flight is run:
-            self.pending = False
-            self._launch(ctx)
+        if self.pending is not None and self.in_flight is run:
+            trigger_s, self.pending = self.pending, None
+            self._launch(ctx, trigger_s)
+
+
+def next_phase(after_s: float, interval_s: float, phase_s: float) -> float:
+    """The first time strictly after ``after_s`` that equals ``phase_s`` modulo ``interval_s``
+    (all in seconds of simulated time)."""
+    k = math.floor((after_s - phase_s) / interval_s) + 1
+    t = phase_s + k * interval_s
+    return t if t > after_s else t + interval_s

@@ -84,14 +84,22 @@ class Server:
         cfg: serving settings.
         position_decay: exponent of the position bias.
         rng: the serving stream (retrieval, rule slots, clicks).
+        rng_oracle: stream of the oracle's counterfactual retrieval, separate so that
+            ``oracle_expected_ctr`` is the same for every policy of one seed.
     """
 
     def __init__(
-        self, world: World, cfg: ServingSettings, position_decay: float, rng: np.random.Generator
+        self,
+        world: World,
+        cfg: ServingSettings,
+        position_decay: float,
+        rng: np.random.Generator,
+        rng_oracle: np.random.Generator,
     ) -> None:
         self.world = world
         self.cfg = cfg
         self.rng = rng
+        self.rng_oracle = rng_oracle
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
         self.model_slot = np.arange(cfg.slate_size) < n_model
@@ -117,7 +125,7 @@ class Server:
         uvec, known = version.user_side(users, t)
         m = min(n_model, len(eligible))
         if m:
-            pool, cols = self._retrieve(eligible, B)
+            pool, cols = self._retrieve(eligible, B, rng)
             ivec, ibias = version.item_side(pool, t)
             scores = (uvec @ ivec.T)[rows, cols] + ibias[cols]
             top = np.take_along_axis(cols, _top_k(scores, m), axis=1)
@@ -133,7 +141,7 @@ class Server:
             zr = world.logits(true_u, rule[0], t)
             p[:, n_model:] = sigmoid(zr) * self.pos[n_model:]
         # oracle counterfactual: top k by true probability among K candidates of all live items
-        opool, ocols = self._retrieve(active, B)
+        opool, ocols = self._retrieve(active, B, self.rng_oracle)
         zo = self._true_logits(true_u, opool)[rows, ocols] + self._terms(opool, t)[ocols]
         kk = min(k, zo.shape[1])
         best = -np.partition(-zo, kk - 1, axis=1)[:, :kk]
@@ -143,15 +151,17 @@ class Server:
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle)
 
-    def _retrieve(self, corpus: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
+    def _retrieve(
+        self, corpus: np.ndarray, B: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A shared pool of distinct items from ``corpus`` in random order, and each request's
         candidate columns (B, K): K consecutive pool entries from a random offset."""
         M = min(len(corpus), self.cfg.pool_size)
-        pool = corpus[_sample(self.rng, len(corpus), M, shuffle=True)]
+        pool = corpus[_sample(rng, len(corpus), M, shuffle=True)]
         K = min(self.cfg.candidates, M)
         if K == M:
             return pool, np.broadcast_to(np.arange(M), (B, M))
-        start = self.rng.integers(0, M, B)
+        start = rng.integers(0, M, B)
         return pool, (start[:, None] + np.arange(K)) % M
 
     def _true_logits(self, true_u: np.ndarray, pool: np.ndarray) -> np.ndarray:
