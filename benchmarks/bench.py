@@ -4,19 +4,20 @@ For the default scenario (``simrec.Config()``: policy hourly over infra single_d
 of scales (users.initial 10 k, 100 k, 1 M; items.initial = users / 4, the default ratio), each
 scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 
-* simulated requests per wall-second, end to end (``Simulation(cfg)`` + ``run()`` +
-  ``build_result``; requests counted in warm-up too, since the engine serves them the same way);
-* the wall time of each engine stage, in microseconds per request, measured by timers wrapped
+* simulated requests per wall-second (and per CPU-second), end to end through ``simrec.run``
+  (build, run, results); requests are counted in warm-up too, which is served the same way;
+* the CPU time of each engine stage, in microseconds per request, measured by timers wrapped
   around the stage functions from outside (the stages are disjoint; ``other`` is the rest of
-  the run: SimPy, glue, coverage counters, policy bookkeeping);
+  the run: SimPy, glue, coverage counters, policy bookkeeping); CPU rather than wall time so
+  that other processes on the machine do not inflate it (end-to-end numbers give both);
 * the naive reference (benchmarks/naive_reference.py) on the middle scale's configuration,
   capped at ``--reference-requests`` requests.
 
 A scale simulates ``--requests`` requests (at most ``--max-sim-days`` days), one third warm-up
 and two thirds measured, like the default 1 + 2 days. The last line printed is one JSON object.
 
-    python benchmarks/bench.py            # ~6-8 min on 2 cores
-    python benchmarks/bench.py --quick    # ~1 min
+    python benchmarks/bench.py            # ~5 min on 2 idle cores
+    python benchmarks/bench.py --quick    # ~25 s
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import simrec
-from simrec.config import DAY_S
 
 SCALES = (10_000, 100_000, 1_000_000)
 
@@ -61,8 +62,26 @@ def peak_rss_bytes() -> int:
 
 
 # --- workers (run in a subprocess each) -------------------------------------------------
-def stage_timers() -> tuple[dict[str, float], dict[str, int]]:
-    """Wrap the engine's stage functions with timers; returns (seconds, counts) by stage."""
+Clock = dict[str, list[float]]  # name -> [wall s, CPU s]
+
+
+def timing(fn, key: str, clock: Clock):
+    """``fn`` adding its wall and CPU time to ``clock[key]`` on every call."""
+
+    def timed(*args, **kwargs):
+        w0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock[key][0] += time.perf_counter() - w0
+            clock[key][1] += time.process_time() - c0
+
+    return timed
+
+
+def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
+    """Wrap the engine's stage functions (disjoint), ``Simulation.__init__`` / ``run`` (the
+    phases) and count the requests drawn."""
     from simrec.engine import Simulation
     from simrec.metrics.recorder import Recorder
     from simrec.model.learner import Learner
@@ -73,7 +92,7 @@ def stage_timers() -> tuple[dict[str, float], dict[str, int]]:
     from simrec.world.users import Users
     from simrec.world.world import World
 
-    stages = {
+    for key, (owner, name) in {
         "world_advance": (World, "advance"),
         "sample_requests": (Users, "sample_requests"),
         "eligible": (Server, "eligible"),
@@ -86,22 +105,10 @@ def stage_timers() -> tuple[dict[str, float], dict[str, int]]:
         "evict": (Learner, "evict"),
         "snapshot": (TrainingSide, "snapshot"),
         "validate": (checkpoint, "validate"),
-    }
-    secs: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-
-    def wrap(fn, key):
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                secs[key] += time.perf_counter() - t0
-
-        return timed
-
-    for key, (owner, name) in stages.items():
-        setattr(owner, name, wrap(getattr(owner, name), key))
+    }.items():
+        setattr(owner, name, timing(getattr(owner, name), key, stages))
+    Simulation.__init__ = timing(Simulation.__init__, "build", phases)
+    Simulation.run = timing(Simulation.run, "run", phases)
     sample = Users.sample_requests
 
     def counting(self, *args, **kwargs):
@@ -110,53 +117,59 @@ def stage_timers() -> tuple[dict[str, float], dict[str, int]]:
         return ids
 
     Users.sample_requests = counting
-    return secs, counts
 
 
-def engine_worker(users: int, requests: float, max_sim_days: float, sim_days: float | None,
-                  profile: int) -> dict:
+def profiled(fn, top: int):
+    """``fn`` under cProfile; prints its ``top`` hottest functions to stderr."""
+    import cProfile
+    import io
+    import pstats
+
+    def inner(*args, **kwargs):
+        prof = cProfile.Profile()
+        out = prof.runcall(fn, *args, **kwargs)
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+        print(text.getvalue(), file=sys.stderr)
+        return out
+
+    return inner
+
+
+def engine_worker(
+    users: int, requests: float, max_sim_days: float, sim_days: float | None, profile: int
+) -> dict:
+    """``simrec.run`` at one scale, instrumented."""
     from simrec.engine import Simulation
-    from simrec.results.io import build_result
 
     rss_base = peak_rss_bytes()
     cfg = scaled_config(users, requests, max_sim_days, sim_days)
-    secs, counts = stage_timers()
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    sim = Simulation(cfg)
-    t1 = time.perf_counter()
     if profile:
-        import cProfile
-        import io
-        import pstats
-
-        prof = cProfile.Profile()
-        state = prof.runcall(sim.run)
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(profile)
-        print(out.getvalue(), file=sys.stderr)
-    else:
-        state = sim.run()
-    t2 = time.perf_counter()
-    result = build_result(state)
-    t3 = time.perf_counter()
+        Simulation.run = profiled(Simulation.run, profile)
+    stages, phases = defaultdict(lambda: [0.0, 0.0]), defaultdict(lambda: [0.0, 0.0])
+    counts: dict[str, int] = defaultdict(int)
+    instrument(stages, phases, counts)
+    run = timing(simrec.run, "total", phases)
+    result = run(cfg)
     n = counts["requests"]
-    run_s = t2 - t1
-    us = {k: 1e6 * v / n for k, v in sorted(secs.items(), key=lambda kv: -kv[1])}
-    us["other"] = 1e6 * (run_s - sum(secs.values())) / n
+    wall, cpu = phases["total"]
+    us = {k: 1e6 * v[1] / n for k, v in sorted(stages.items(), key=lambda kv: -kv[1][1])}
+    us["other"] = 1e6 * (phases["run"][1] - sum(v[1] for v in stages.values())) / n
     return {
         "users": users,
         "items": cfg.items.initial,
         "sim_days": cfg.sim.warmup_days + cfg.sim.days,
         "requests": n,
-        "build_s": t1 - t0,
-        "run_s": run_s,
-        "result_s": t3 - t2,
-        "wall_s": t3 - t0,
-        "cpu_s": time.process_time() - cpu0,
-        "requests_per_s": n / (t3 - t0),
-        "run_requests_per_s": n / run_s,
-        "us_per_request": 1e6 * (t3 - t0) / n,
-        "stage_us_per_request": us,
+        "build_s": phases["build"][0],
+        "run_s": phases["run"][0],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "requests_per_s": n / wall,
+        "requests_per_cpu_s": n / cpu,
+        "run_requests_per_s": n / phases["run"][0],
+        "us_per_request": 1e6 * wall / n,
+        "cpu_us_per_request": 1e6 * cpu / n,
+        "stage_cpu_us_per_request": us,
         "peak_rss_bytes": peak_rss_bytes(),
         "baseline_rss_bytes": rss_base,
         "expected_ctr": result.summary["expected_ctr"],
@@ -171,12 +184,13 @@ def naive_worker(users: int, requests: float, max_sim_days: float, max_requests:
 
     cfg = scaled_config(users, requests, max_sim_days)
     cpu0, t0 = time.process_time(), time.perf_counter()
-    sim = NaiveSim(cfg, max_requests=max_requests)
-    sim.start()
-    sim.env.run(until=cfg.learner.join_delay_s + cfg.sim.step_s)
-    n1, t1 = sim.requests, time.perf_counter()
-    sim.env.run(until=sim.done)
-    t2 = time.perf_counter()
+    with threadpool_limits(limits=1, user_api="blas"):  # as simrec.run
+        sim = NaiveSim(cfg, max_requests=max_requests)
+        sim.start()
+        sim.env.run(until=cfg.learner.join_delay_s + cfg.sim.step_s)
+        n1, t1, c1 = sim.requests, time.perf_counter(), time.process_time()
+        sim.env.run(until=sim.done)
+    t2, c2 = time.perf_counter(), time.process_time()
     return {
         "users": users,
         "requests": sim.requests,
@@ -185,6 +199,7 @@ def naive_worker(users: int, requests: float, max_sim_days: float, max_requests:
         "wall_s": t2 - t0,
         "cpu_s": time.process_time() - cpu0,
         "requests_per_s": (sim.requests - n1) / (t2 - t1),
+        "requests_per_cpu_s": (sim.requests - n1) / (c2 - c1),
         "end_to_end_requests_per_s": sim.requests / (t2 - t0),
         "peak_rss_bytes": peak_rss_bytes(),
     }
@@ -202,28 +217,41 @@ def gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
+def git_commit() -> str | None:
+    """Commit of the checkout (``+dirty`` with uncommitted changes), if it is a git one."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="small budgets (~1 min): 300 k requests a scale, 8 k reference requests")
+                    help="small budgets (~30 s): 300 k requests a scale, 8 k reference requests")
     ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES),
                     help="users.initial of each scale (the middle one is the headline)")
     ap.add_argument("--requests", type=float, default=None,
-                    help="requests simulated per scale (default 3e6; quick 3e5)")
+                    help="requests simulated per scale (default 6e6; quick 3e5)")
     ap.add_argument("--max-sim-days", type=float, default=3.0,
                     help="cap on simulated days per scale (default 3, the default run length)")
     ap.add_argument("--sim-days", type=float, default=None,
                     help="simulate exactly this many days at every scale (overrides --requests)")
     ap.add_argument("--reference-requests", type=int, default=None,
-                    help="cap of the naive reference run (default 40 000; quick 8 000)")
+                    help="cap of the naive reference run (default 60 000; quick 8 000)")
     ap.add_argument("--no-reference", action="store_true", help="skip the naive reference")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="also print the N hottest functions (cProfile) of each scale to stderr")
     ap.add_argument("--worker", choices=("engine", "naive"), help=argparse.SUPPRESS)
     ap.add_argument("--users", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    requests = a.requests or (3e5 if a.quick else 3e6)
-    ref_requests = a.reference_requests or (8_000 if a.quick else 40_000)
+    requests = a.requests or (3e5 if a.quick else 6e6)
+    ref_requests = a.reference_requests or (8_000 if a.quick else 60_000)
 
     if a.worker == "engine":
         print(json.dumps(engine_worker(a.users, requests, a.max_sim_days, a.sim_days,
@@ -244,35 +272,42 @@ def main(argv: list[str] | None = None) -> None:
         ladder.append(r)
         print(f"users {r['users']:>9,}  items {r['items']:>7,}  sim {r['sim_days']:5.2f} d  "
               f"requests {r['requests']:>10,}  {r['requests_per_s']:>9,.0f} req/s "
-              f"({r['us_per_request']:.1f} us/req, run only {r['run_requests_per_s']:,.0f}/s, "
+              f"({r['us_per_request']:.1f} us/req, {r['cpu_us_per_request']:.1f} CPU us/req, "
               f"build {r['build_s']:.1f} s)  peak RSS {gib(r['peak_rss_bytes'])}", flush=True)
     middle = ladder[len(ladder) // 2]
-    print(f"\nstage profile, us per request (users {middle['users']:,}):")
-    for k, v in middle["stage_us_per_request"].items():
-        print(f"  {k:<16} {v:8.2f}  ({100 * v / middle['us_per_request']:4.1f} %)")
-    ref = None
+    stages = middle["stage_cpu_us_per_request"]
+    print(f"\nstage profile, CPU us per request (users {middle['users']:,}):")
+    for k, v in stages.items():
+        print(f"  {k:<16} {v:8.2f}  ({100 * v / sum(stages.values()):4.1f} % of the run)")
+    ref = speedup = speedup_cpu = None
     if not a.no_reference:
         ref = in_subprocess(["--worker", "naive", "--users", str(middle["users"]),
                              "--reference-requests", str(ref_requests), *common])
+        speedup = middle["requests_per_s"] / ref["requests_per_s"]
+        speedup_cpu = middle["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
         print(f"\nnaive reference (users {ref['users']:,}): {ref['requests']:,} requests in "
               f"{ref['wall_s']:.1f} s; {ref['requests_per_s']:,.0f} req/s once training "
               f"(end to end {ref['end_to_end_requests_per_s']:,.0f}); "
-              f"speedup {middle['requests_per_s'] / ref['requests_per_s']:.1f}x")
+              f"speedup {speedup:.1f}x (by CPU time {speedup_cpu:.1f}x)")
     small, large = ladder[0], ladder[-1]
     summary = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "numpy": np.__version__, "processor": platform.processor(),
-                    "loadavg_at_start": load},
+                    "loadavg_at_start": load, "loadavg_at_end": os.getloadavg()},
+        "simrec_commit": git_commit(),
         "quick": a.quick,
         "requests_per_s": middle["requests_per_s"],
         "middle_users": middle["users"],
         "reference_requests_per_s": ref["requests_per_s"] if ref else None,
-        "speedup": middle["requests_per_s"] / ref["requests_per_s"] if ref else None,
+        "speedup": speedup,
+        "speedup_cpu": speedup_cpu,
         "per_request_ratio_largest_vs_smallest": large["us_per_request"]
         / small["us_per_request"],
+        "per_request_cpu_ratio_largest_vs_smallest": large["cpu_us_per_request"]
+        / small["cpu_us_per_request"],
         "peak_rss_bytes": {str(r["users"]): r["peak_rss_bytes"] for r in ladder},
-        "stage_us_per_request": middle["stage_us_per_request"],
+        "stage_cpu_us_per_request": middle["stage_cpu_us_per_request"],
         "ladder": ladder,
         "reference": ref,
         "bench_wall_s": time.perf_counter() - t_start,

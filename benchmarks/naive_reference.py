@@ -46,8 +46,10 @@ def _grown(a: np.ndarray, n: int) -> np.ndarray:
 
 
 class Model:
-    """z = w0 + w_pos[slot] + w_age . phi(age) + tb[topic] + b[item] + U[user] . (T[topic] + V[item]),
-    the model of :mod:`simrec.model.learner`; ``dense`` is (w0, w_pos, w_age)."""
+    """The model of :mod:`simrec.model.learner`, ``dense`` = (w0, w_pos, w_age):
+
+    z = w0 + w_pos[slot] + w_age . phi(age) + tb[topic] + b[item] + U[user] . (T[topic] + V[item])
+    """
 
     PARAMS = ("U", "u_known", "V", "b", "i_known", "T", "tb", "dense")
 
@@ -75,7 +77,8 @@ class Model:
         for name in self.PARAMS:
             setattr(s, name, getattr(self, name).copy())
         s.k = self.k
-        s.fallback = self.U[self.u_known].mean(axis=0) if self.u_known.any() else self.U[0] * 0
+        s.fallback = (self.U[self.u_known].mean(axis=0) if self.u_known.any()
+                      else np.zeros(self.U.shape[1], np.float32))
         return s
 
     def knows(self, items: np.ndarray) -> np.ndarray:
@@ -115,7 +118,8 @@ class NaiveSim:
         self.serving: Model | None = self.model.snapshot()  # None: the live oracle (true world)
         self.refresh_eligible()
         self.requests = 0
-        self.measured: list[tuple[int, float, float, int, int]] = []  # user, exp, oracle, clicks, shown
+        # per measured request: user, expected clicks, oracle expected clicks, clicks, shown
+        self.measured: list[tuple[int, float, float, int, int]] = []
         self.done = self.env.event()
 
     # --- processes ----------------------------------------------------------------------
@@ -201,9 +205,8 @@ class NaiveSim:
         if self.rng_learn.random() >= cfg.learner.holdout_share:
             later = self.env.timeout(cfg.learner.join_delay_s)
             later.callbacks.append(lambda _: self.train(u, slate, clicks, t))
-        if self.max_requests is not None and self.requests >= self.max_requests:
-            if not self.done.triggered:
-                self.done.succeed()
+        if self.requests == self.max_requests and not self.done.triggered:
+            self.done.succeed()
 
     def train(self, u: int, items: np.ndarray, clicks: np.ndarray, t: float) -> None:
         """One optimizer step per impression (user u saw ``items`` at ``t``)."""

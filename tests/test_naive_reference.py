@@ -19,13 +19,11 @@ Var(d) ~= sum_u (e_u_engine - e_u_naive)^2 (per-request variance plus within-use
 covariance; users independent). The test requires |d| <= 4 sd(d), about 0.008 in expected
 CTR for the oracle (CTR ~0.20) and 0.002 for the random slate (CTR ~0.05); a 4-sigma band
 has a two-sided false-alarm rate of 6e-5 for a normal d. For scale: making the reference's
-position-bias exponent 10 % too large moves d by 4.5 sd (oracle) and 6.9 sd (random slate).
+position-bias exponent 10 % too large moves d by 4.5 sd (oracle) and 6.3 sd (random slate).
 
-Known deviation kept out of this test: the engine draws its K candidates *with* replacement
-and masks repeats, so a request sees about n (1 - (1 - 1/n)^K) distinct candidates from a
-corpus of n items (85 of 100 when n = 300, which lowers the oracle CTR by ~0.009 there). The
-reference draws K distinct candidates. With the default 5 000 items (99 distinct) the effect
-is ~0.0006, well inside the tolerance.
+The engine's requests of one batch take their K candidates from one shared pool (windows of
+``serving.pool_size`` distinct items), the reference draws K distinct items per request: the
+same law per request, so only the variance differs (the batch correlation is not in the band).
 """
 
 from __future__ import annotations
