@@ -209,12 +209,11 @@ class Simulation:
         shown = s.items >= 0
         items = s.items[shown]
         it = self.world.items.t
-        first = np.unique(items)
-        new = first[np.isnan(it.first_impression_s[first])]
-        it.first_impression_s[new] = t
-        model_items = np.unique(s.items[:, s.model_slot][shown[:, s.model_slot]])
-        newm = model_items[np.isnan(it.first_model_impression_s[model_items])]
-        it.first_model_impression_s[newm] = t
+        fi = it.first_impression_s
+        fi[items[np.isnan(fi[items])]] = t  # repeated ids all write the same time
+        fm = it.first_model_impression_s
+        model_items = s.items[:, s.model_slot][shown[:, s.model_slot]]
+        fm[model_items[np.isnan(fm[model_items])]] = t
         users = np.broadcast_to(s.users[:, None], (B, k))[shown]
         slots = np.broadcast_to(np.arange(k, dtype=np.int16), (B, k))[shown]
         clicks = s.clicks[shown].astype(np.float32)

@@ -205,9 +205,10 @@ class Learner:
         gU = _rowsum(g[:, None] * Vi, uinv, len(uu))
         gV = _rowsum(g[:, None] * Uu, iinv, len(ii))
         gb = np.bincount(iinv, weights=g, minlength=len(ii)).astype(np.float32)
-        tt, tinv = np.unique(top, return_inverse=True)
-        gT = _rowsum(g[:, None] * Uu, tinv, len(tt))
-        gtb = np.bincount(tinv, weights=g, minlength=len(tt)).astype(np.float32)
+        nt = len(self.T)
+        tt = np.flatnonzero(np.bincount(top, minlength=nt))
+        gT = _rowsum(g[:, None] * Uu, top, nt)[tt]
+        gtb = np.bincount(top, weights=g, minlength=nt).astype(np.float32)[tt]
         urows = uu[ut.known[uu]]
         gU = gU[ut.known[uu]] + cfg.l2 * ut.vec[urows]
         gV = gV + cfg.l2 * it.vec[ii]
