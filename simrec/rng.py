@@ -13,7 +13,7 @@ import numpy as np
 STREAMS = (
     "users",
     "anonymous",
-    "interests",
+    "interests", "tastes",
     "topics",
     "items",
     "traffic",

@@ -141,7 +141,8 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
 class OracleVersion:
     """The true world state frozen at snapshot time ``t_snap``.
 
-    Knows exactly the users and items alive at ``t_snap``; scores with their true interests
+    Knows the users born by ``t_snap`` (those who left keep their last interest) and the
+    items alive at ``t_snap``; scores with their true interests
     at ``t_snap`` and topic popularity at ``t_snap``; item freshness follows the item's age (a
     function of publication time, known to any model). Isolates staleness from estimation.
     """
@@ -151,11 +152,16 @@ class OracleVersion:
         self.version = version
         self.data_time_s = t_snap
         users = world.users
+        # every user born by t_snap, so that validation on recent held-out requests scores
+        # sessions that ended since with their (frozen) interest, as a trained table would
+        n = users.t.size
+        born = np.flatnonzero(users.t.birth_s[:n] <= t_snap)
         alive = users.alive_ids(t_snap)
-        self.u_known = np.zeros(users.t.size, dtype=bool)
-        self.u_known[alive] = True
-        self.U = np.zeros((users.t.size, users.d), dtype=np.float32)
+        self.u_known = np.zeros(n, dtype=bool)
+        self.u_known[born] = True
+        self.U = np.zeros((n, users.d), dtype=np.float32)
         scale = world.cfg.clicks.affinity_scale
+        self.U[born] = (users.t.taste[born] + users.t.drift[born]) * scale
         self.U[alive] = users.interests(alive, t_snap) * scale
         self.u_fallback = np.zeros(users.d, dtype=np.float32)
         items = world.items

@@ -27,7 +27,9 @@ class Users:
         diurnal: the daily traffic cycle.
         rng_users: stream for births, lifetimes and activity.
         rng_anon: stream for anonymous sessions.
-        rng_interests: stream for tastes and drift.
+        rng_interests: stream of the drift's increments.
+        rng_tastes: stream of new users' tastes and initial drift states (separate, so that how
+            often interests are read never changes who the users are).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Users:
         rng_users: np.random.Generator,
         rng_anon: np.random.Generator,
         rng_interests: np.random.Generator,
+        rng_tastes: np.random.Generator,
     ) -> None:
         self.cfg = cfg
         self.icfg = interests
@@ -48,6 +51,7 @@ class Users:
         self.rng = rng_users
         self.rng_anon = rng_anon
         self.rng_i = rng_interests
+        self.rng_t = rng_tastes
         self.taste_var = interests.taste_var / self.d
         self.drift_var = interests.drift_var / self.d
         self.kappa = interests.drift_kappa_per_s
@@ -84,8 +88,8 @@ class Users:
         if n == 0:
             return ids
         tb = self.t
-        tb.taste[ids] = self.rng_i.normal(0, math.sqrt(self.taste_var), (n, self.d))
-        tb.drift[ids] = self.rng_i.normal(0, math.sqrt(self.drift_var), (n, self.d))
+        tb.taste[ids] = self.rng_t.normal(0, math.sqrt(self.taste_var), (n, self.d))
+        tb.drift[ids] = self.rng_t.normal(0, math.sqrt(self.drift_var), (n, self.d))
         tb.drift_t[ids] = t
         tb.birth_s[ids] = birth
         tb.anonymous[ids] = anonymous

@@ -35,6 +35,7 @@ class World:
             streams["users"],
             streams["anonymous"],
             streams["interests"],
+            streams["tastes"],
         )
         self.now = 0.0
 
