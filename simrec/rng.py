@@ -13,7 +13,8 @@ import numpy as np
 STREAMS = (
     "users",
     "anonymous",
-    "interests", "tastes",
+    "interests",
+    "tastes",
     "topics",
     "items",
     "traffic",

@@ -3,7 +3,8 @@
 Cohorts: ``all`` requests; ``new_users``, registered users younger than
 ``users.new_user_window_s``; ``anonymous`` sessions; ``fresh_items``, impressions of items
 younger than ``items.fresh_window_s`` (its ``requests`` counts requests with at least one such
-impression; oracle and fallback are undefined there and left NaN).
+impression; oracle and fallback are undefined there and left NaN). The oracle's expected
+CTR is per oracle impression (its slate is always full), the others per shown impression.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _COUNTS = (
     "impressions",
     "clicks",
     "expected_clicks",
+    "oracle_impressions",
     "oracle_expected_clicks",
     "fallback_requests",
 )
@@ -85,6 +87,9 @@ class Recorder:
             c["clicks"][b, dc, k] += clicks[sel].sum()
             c["expected_clicks"][b, dc, k] += exp[sel].sum()
             c["oracle_expected_clicks"][b, dc, k] += s.oracle_expected[sel].sum()
+            c["oracle_impressions"][b, dc, k] += s.oracle_slots * (
+                len(s.users) if k == 0 else int(np.sum(sel))
+            )
             c["fallback_requests"][b, dc, k] += s.fallback[sel].sum()
         safe = np.where(shown, s.items, 0)
         fresh = shown & (t - it.birth_s[safe] < w.cfg.items.fresh_window_s)
@@ -122,11 +127,16 @@ class Recorder:
         for name in ("requests", "impressions", "clicks"):
             df[name] = df[name].astype("int64")
         fresh = df["cohort"] == "fresh_items"
-        df.loc[fresh, ["oracle_expected_clicks", "fallback_requests"]] = np.nan
+        df.loc[fresh, ["oracle_impressions", "oracle_expected_clicks", "fallback_requests"]] = (
+            np.nan
+        )
         imp = df["impressions"].where(df["impressions"] > 0)
         df["ctr"] = df["clicks"] / imp
         df["expected_ctr"] = df["expected_clicks"] / imp
-        df["oracle_expected_ctr"] = df["oracle_expected_clicks"] / imp
+        # the oracle fills its whole slate: its CTR is per oracle impression, so a policy
+        # that shows fewer items does not inflate the oracle's CTR
+        oimp = df["oracle_impressions"].where(df["oracle_impressions"] > 0)
+        df["oracle_expected_ctr"] = df["oracle_expected_clicks"] / oimp
         df["regret"] = df["oracle_expected_ctr"] - df["expected_ctr"]
         req = self.c["requests"][:, :, 0].ravel()
         per_bd = np.repeat(np.where(req > 0, self.stale.ravel() / np.maximum(req, 1), np.nan), nc)

@@ -41,6 +41,7 @@ class Served:
     p: np.ndarray  # (B, k) true click probability (with position bias)
     clicks: np.ndarray  # (B, k) bool
     oracle_expected: np.ndarray  # (B,) expected clicks of the oracle's slate
+    oracle_slots: int  # items in the oracle's slate (k, fewer only if fewer items live)
 
 
 class Replica:
@@ -149,7 +150,7 @@ class Server:
         oracle = (sigmoid(best[:, ::-1]) * self.pos[:kk]).sum(axis=1)
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
-        return Served(users, ~known, items, self.model_slot, p, clicks, oracle)
+        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, kk)
 
     def _retrieve(
         self, corpus: np.ndarray, B: int, rng: np.random.Generator

@@ -108,7 +108,7 @@ def _new_axes(ax: Axes | None, size: tuple[float, float] | None = None) -> tuple
 
 
 def _label_series(
-    df: pd.DataFrame, policy: str | None = None, warn: bool = True
+    df: pd.DataFrame, policy: str | None = None, warn: bool = True, by_interval: bool = True
 ) -> tuple[pd.Series, list[_Series]]:
     """Label each run with its series.
 
@@ -116,6 +116,8 @@ def _label_series(
         df: Any table with ``run_id`` and identity columns.
         policy: Treat every run as this policy (used for the oracle reference).
         warn: Warn when the runs mix several scenario/infra combinations.
+        by_interval: Split a policy run at several intervals into one series per interval
+            (not where the interval is the x axis).
 
     Returns:
         ``(labels, series)``: labels indexed by ``run_id``, and the series in
@@ -131,7 +133,7 @@ def _label_series(
     labels = runs["policy"].copy()
     interval = runs["policy_interval_s"]
     n_int = interval.fillna(-1.0).groupby(runs["policy"]).nunique()
-    multi = runs["policy"].map(n_int) > 1
+    multi = (runs["policy"].map(n_int) > 1) & by_interval
     if multi.any():
         named = interval[multi].map(style.format_duration).astype(str)
         labels[multi] = labels[multi] + " " + named
@@ -523,7 +525,7 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
     r = runs[has]
     if r.empty:
         raise NoDataError("fig_ctr_vs_interval: no run with an update interval")
-    labels, series = _label_series(r)
+    labels, series = _label_series(r, by_interval=False)
     r = r.assign(_series=r["run_id"].map(labels))
     ctr = seed_ci(r, ["_series", "policy_interval_s"], "expected_ctr")
     has_bytes = "bytes_moved_per_day" in r and r["bytes_moved_per_day"].notna().any()
