@@ -137,6 +137,8 @@ def test_main_job_compares_every_policy(tmp_path):
     [
         (["sim.days=-1"], "sim.days"),
         (["seed=banana"], "seed"),
+        (["policy=no_such_policy"], "known policies are compare, daily, frozen, hourly"),
+        (["policy=hourly", "sim.dayz=3"], "sim.dayz: unknown setting"),
         (["policy=hourly", "policy.interval_s=0"], "policy.interval_s"),
         (["policy=hourly", "users.anonymous_share=1.5"], "users.anonymous_share"),
         (["policy=hourly", "infra.uplink_bytes_per_s=-5"], "infra.uplink_bytes_per_s"),
@@ -147,5 +149,6 @@ def test_bad_settings_are_refused_before_running(tmp_path, args, needle):
     p = simrec_cmd(*args, f"hydra.run.dir={out}", cwd=tmp_path)
     assert p.returncode != 0
     assert needle in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
     assert not (out / "summary.json").exists()
     assert not list(out.rglob("summary.json")) if out.exists() else True
