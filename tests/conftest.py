@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pytest
@@ -47,3 +52,18 @@ def tiny(**over) -> Config:
 @pytest.fixture
 def tiny_config() -> Config:
     return tiny()
+
+
+def simrec_cmd(*args: str, cwd: Path, hashseed: str | None = None) -> subprocess.CompletedProcess:
+    """Run the ``simrec`` console entry point in a fresh interpreter (optionally with a given
+    ``PYTHONHASHSEED``), capturing its output."""
+    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
+    env = {**os.environ, **({"PYTHONHASHSEED": hashseed} if hashseed is not None else {})}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )

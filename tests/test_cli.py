@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import simrec_cmd
 
 import simrec
 from simrec.cli import policy_preset, to_config
@@ -19,13 +18,6 @@ from simrec.policies import POLICIES
 
 CONF = Path(simrec.__file__).parent / "conf"
 SMALL = ["users.initial=2000", "items.initial=800", "sim.days=0.1", "sim.warmup_days=0.1"]
-
-
-def simrec_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_base_yaml_holds_every_dataclass_default():

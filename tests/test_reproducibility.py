@@ -12,15 +12,13 @@ import copy
 import importlib.metadata
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny
+from conftest import simrec_cmd, tiny
 
 import simrec
 from simrec.config import Config, from_dict, to_dict
@@ -31,18 +29,9 @@ SMALL = ["users.initial=1500", "items.initial=600", "sim.days=0.1", "sim.warmup_
 VOLATILE = {"wall_time_s"}  # the only summary entry allowed to differ between processes
 
 
-def simrec_cmd(*args: str, cwd: Path, hashseed: str) -> subprocess.CompletedProcess:
-    """Run the ``simrec`` console entry point in a fresh interpreter."""
-    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
-    env = {**os.environ, "PYTHONHASHSEED": hashseed}
-    p = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+def run_cmd(*args: str, cwd: Path, hashseed: str) -> subprocess.CompletedProcess:
+    """Run the ``simrec`` command in a fresh interpreter; it must succeed."""
+    p = simrec_cmd(*args, cwd=cwd, hashseed=hashseed)
     assert p.returncode == 0, p.stderr
     return p
 
@@ -66,7 +55,7 @@ def test_same_config_and_seed_give_identical_files_in_separate_processes(tmp_pat
     """Two interpreters with different hash seeds (set and dict orders differ)."""
     args = ["policy=online", "infra=geo3", "infra.topology=p2p", "seed=3", *SMALL]
     for run, hashseed in (("a", "1"), ("b", "2")):
-        simrec_cmd(*args, f"hydra.run.dir={tmp_path / run}", cwd=tmp_path, hashseed=hashseed)
+        run_cmd(*args, f"hydra.run.dir={tmp_path / run}", cwd=tmp_path, hashseed=hashseed)
     assert_same_run(tmp_path / "a", tmp_path / "b")
     ts = pd.read_parquet(tmp_path / "a" / "timeseries.parquet")
     assert ts.impressions.sum() > 0
@@ -78,7 +67,7 @@ def test_same_config_and_seed_give_identical_files_in_separate_processes(tmp_pat
 
 def test_parallel_launcher_gives_the_same_runs_as_sequential(tmp_path):
     common = ["-m", "policy=hourly", "seed=0,1", *SMALL]
-    simrec_cmd(
+    run_cmd(
         *common,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
@@ -86,7 +75,7 @@ def test_parallel_launcher_gives_the_same_runs_as_sequential(tmp_path):
         cwd=tmp_path,
         hashseed="3",
     )
-    simrec_cmd(*common, f"hydra.sweep.dir={tmp_path / 'seq'}", cwd=tmp_path, hashseed="4")
+    run_cmd(*common, f"hydra.sweep.dir={tmp_path / 'seq'}", cwd=tmp_path, hashseed="4")
 
     def by_seed(root: Path) -> dict[int, Path]:
         runs = {json.loads(p.read_text())["seed"]: p.parent for p in root.rglob("summary.json")}
@@ -178,8 +167,6 @@ def test_learner_and_policy_settings_do_not_shift_the_worlds_draws(reference, ov
     """Everything the world drew is identical, bit for bit, including the interest drift of
     every user (advanced lazily when the user is read: only requests read it)."""
     assert differing(reference, world_draws(variant(**over))) == set()
-
-
 
 
 def test_the_oracle_learner_changes_only_the_interest_drift_path(reference):

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import simrec_cmd
 
 SMALL = ["sim.days=0.05", "sim.warmup_days=0.05", "users.initial=1000", "items.initial=500"]
-
-
-def simrec_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from simrec.cli import main; sys.argv[0] = 'simrec'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 def report(*args: str) -> int:
