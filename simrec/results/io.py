@@ -52,8 +52,9 @@ class Result:
         d.mkdir(parents=True, exist_ok=True)
         for name in TABLES:
             atomic_write_parquet(getattr(self, name), d / f"{name}.parquet")
-        atomic_write_text(json.dumps(_jsonable(self.summary), indent=2, sort_keys=True),
-                          d / "summary.json")
+        atomic_write_text(
+            json.dumps(_jsonable(self.summary), indent=2, sort_keys=True), d / "summary.json"
+        )
         return d
 
     @classmethod
@@ -119,9 +120,11 @@ def build_result(state) -> Result:
     ident = {
         "run_id": run_id(cfg_dict),
         "policy": cfg.policy.name,
-        "policy_interval_s": (float(cfg.policy.interval_s)
-                              if cfg.policy.interval_s is not None
-                              and cfg.policy.name not in ("frozen", "oracle") else math.nan),
+        "policy_interval_s": (
+            float(cfg.policy.interval_s)
+            if cfg.policy.interval_s is not None and cfg.policy.name not in ("frozen", "oracle")
+            else math.nan
+        ),
         "scenario": cfg.scenario,
         "infra": cfg.infra.name,
         "seed": cfg.seed,
@@ -149,27 +152,34 @@ def build_result(state) -> Result:
         )
         if imp
         else math.nan,
-        "staleness_mean_s": float(np.average(stale_q[0], weights=stale_q[1])) if len(st) else math.nan,
+        "staleness_mean_s": float(np.average(stale_q[0], weights=stale_q[1]))
+        if len(st)
+        else math.nan,
         "staleness_p50_s": weighted_quantile(*stale_q, 0.5),
         "staleness_p99_s": weighted_quantile(*stale_q, 0.99),
         "time_since_update_mean_s": float(
-            (allc["time_since_update_s"] * allc["requests"]).sum() / req) if req else math.nan,
+            (allc["time_since_update_s"] * allc["requests"]).sum() / req
+        )
+        if req
+        else math.nan,
         "bytes_moved": float(moved),
         "bytes_moved_per_day": float(moved / days),
         "updates_landed": int(fulls.loc[fulls["status"] == "landed", "update_id"].nunique())
         if len(fulls)
         else 0,
         "updates_rejected": int(fulls.loc[fulls["status"] == "rejected", "update_id"].nunique())
-        if len(fulls) else 0,
+        if len(fulls)
+        else 0,
         "updates_skipped": int(fulls.loc[fulls["status"] == "skipped", "update_id"].nunique())
-        if len(fulls) else 0,
+        if len(fulls)
+        else 0,
         "update_latency_mean_s": float((fulls["landed_s"] - fulls["trigger_s"]).mean())
-        if len(fulls) and (fulls["status"] == "landed").any() else math.nan,
+        if len(fulls) and (fulls["status"] == "landed").any()
+        else math.nan,
         "new_items": int(len(items)),
         "new_item_first_impression_median_s": median_ttf if math.isfinite(median_ttf) else None,
         "new_items_never_shown_share": float(np.mean(np.isinf(ttf))) if len(ttf) else math.nan,
-        "fallback_request_share": float(allc["fallback_requests"].sum() / req)
-        if req else math.nan,
+        "fallback_request_share": float(allc["fallback_requests"].sum() / req) if req else math.nan,
         "requests": int(req),
         "impressions": int(imp),
         "measured_days": float(days),
@@ -196,10 +206,12 @@ def _items_table(state) -> pd.DataFrame:
     ids = np.flatnonzero((birth >= state.measure_start_s) & (birth < state.end_s))
     first = it.first_impression_s[ids]
     origin = state.measure_start_s
-    return pd.DataFrame({
-        "item_id": ids.astype("int64"),
-        "birth_s": birth[ids] - origin,
-        "first_impression_s": first - origin,
-        "first_model_impression_s": it.first_model_impression_s[ids] - origin,
-        "time_to_first_impression_s": first - birth[ids],
-    })
+    return pd.DataFrame(
+        {
+            "item_id": ids.astype("int64"),
+            "birth_s": birth[ids] - origin,
+            "first_impression_s": first - origin,
+            "first_model_impression_s": it.first_model_impression_s[ids] - origin,
+            "time_to_first_impression_s": first - birth[ids],
+        }
+    )
