@@ -42,8 +42,9 @@ import simrec
 SCALES = (10_000, 100_000, 1_000_000)
 
 
-def scaled_config(users: int, requests: float, max_sim_days: float,
-                  sim_days: float | None = None) -> simrec.Config:
+def scaled_config(
+    users: int, requests: float, max_sim_days: float, sim_days: float | None = None
+) -> simrec.Config:
     """The default scenario at ``users`` users, long enough for about ``requests`` requests."""
     cfg = simrec.Config()
     cfg.users.initial = users
@@ -207,8 +208,12 @@ def naive_worker(users: int, requests: float, max_sim_days: float, max_requests:
 
 def in_subprocess(args: list[str]) -> dict:
     """Run this script as a worker and return the JSON object of its last stdout line."""
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args],
-                          stdout=subprocess.PIPE, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -221,10 +226,19 @@ def git_commit() -> str | None:
     """Commit of the checkout (``+dirty`` with uncommitted changes), if it is a git one."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, text=True, capture_output=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            text=True,
+            capture_output=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -232,21 +246,50 @@ def git_commit() -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="small budgets (~30 s): 300 k requests a scale, 8 k reference requests")
-    ap.add_argument("--scales", type=int, nargs="+", default=list(SCALES),
-                    help="users.initial of each scale (the middle one is the headline)")
-    ap.add_argument("--requests", type=float, default=None,
-                    help="requests simulated per scale (default 6e6; quick 3e5)")
-    ap.add_argument("--max-sim-days", type=float, default=3.0,
-                    help="cap on simulated days per scale (default 3, the default run length)")
-    ap.add_argument("--sim-days", type=float, default=None,
-                    help="simulate exactly this many days at every scale (overrides --requests)")
-    ap.add_argument("--reference-requests", type=int, default=None,
-                    help="cap of the naive reference run (default 60 000; quick 8 000)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="small budgets (~30 s): 300 k requests a scale, 8 k reference requests",
+    )
+    ap.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=list(SCALES),
+        help="users.initial of each scale (the middle one is the headline)",
+    )
+    ap.add_argument(
+        "--requests",
+        type=float,
+        default=None,
+        help="requests simulated per scale (default 6e6; quick 3e5)",
+    )
+    ap.add_argument(
+        "--max-sim-days",
+        type=float,
+        default=3.0,
+        help="cap on simulated days per scale (default 3, the default run length)",
+    )
+    ap.add_argument(
+        "--sim-days",
+        type=float,
+        default=None,
+        help="simulate exactly this many days at every scale (overrides --requests)",
+    )
+    ap.add_argument(
+        "--reference-requests",
+        type=int,
+        default=None,
+        help="cap of the naive reference run (default 60 000; quick 8 000)",
+    )
     ap.add_argument("--no-reference", action="store_true", help="skip the naive reference")
-    ap.add_argument("--profile", type=int, default=0, metavar="N",
-                    help="also print the N hottest functions (cProfile) of each scale to stderr")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N hottest functions (cProfile) of each scale to stderr",
+    )
     ap.add_argument("--worker", choices=("engine", "naive"), help=argparse.SUPPRESS)
     ap.add_argument("--users", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -254,8 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     ref_requests = a.reference_requests or (8_000 if a.quick else 60_000)
 
     if a.worker == "engine":
-        print(json.dumps(engine_worker(a.users, requests, a.max_sim_days, a.sim_days,
-                                       a.profile)))
+        print(json.dumps(engine_worker(a.users, requests, a.max_sim_days, a.sim_days, a.profile)))
         return
     if a.worker == "naive":
         print(json.dumps(naive_worker(a.users, requests, a.max_sim_days, ref_requests)))
@@ -267,13 +309,17 @@ def main(argv: list[str] | None = None) -> None:
     t_start, load = time.perf_counter(), os.getloadavg()
     ladder = []
     for users in a.scales:
-        r = in_subprocess(["--worker", "engine", "--users", str(users), "--profile",
-                           str(a.profile), *common])
+        r = in_subprocess(
+            ["--worker", "engine", "--users", str(users), "--profile", str(a.profile), *common]
+        )
         ladder.append(r)
-        print(f"users {r['users']:>9,}  items {r['items']:>7,}  sim {r['sim_days']:5.2f} d  "
-              f"requests {r['requests']:>10,}  {r['requests_per_s']:>9,.0f} req/s "
-              f"({r['us_per_request']:.1f} us/req, {r['cpu_us_per_request']:.1f} CPU us/req, "
-              f"build {r['build_s']:.1f} s)  peak RSS {gib(r['peak_rss_bytes'])}", flush=True)
+        print(
+            f"users {r['users']:>9,}  items {r['items']:>7,}  sim {r['sim_days']:5.2f} d  "
+            f"requests {r['requests']:>10,}  {r['requests_per_s']:>9,.0f} req/s "
+            f"({r['us_per_request']:.1f} us/req, {r['cpu_us_per_request']:.1f} CPU us/req, "
+            f"build {r['build_s']:.1f} s)  peak RSS {gib(r['peak_rss_bytes'])}",
+            flush=True,
+        )
     middle = ladder[len(ladder) // 2]
     stages = middle["stage_cpu_us_per_request"]
     print(f"\nstage profile, CPU us per request (users {middle['users']:,}):")
@@ -281,20 +327,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {k:<16} {v:8.2f}  ({100 * v / sum(stages.values()):4.1f} % of the run)")
     ref = speedup = speedup_cpu = None
     if not a.no_reference:
-        ref = in_subprocess(["--worker", "naive", "--users", str(middle["users"]),
-                             "--reference-requests", str(ref_requests), *common])
+        ref = in_subprocess(
+            [
+                "--worker",
+                "naive",
+                "--users",
+                str(middle["users"]),
+                "--reference-requests",
+                str(ref_requests),
+                *common,
+            ]
+        )
         speedup = middle["requests_per_s"] / ref["requests_per_s"]
         speedup_cpu = middle["requests_per_cpu_s"] / ref["requests_per_cpu_s"]
-        print(f"\nnaive reference (users {ref['users']:,}): {ref['requests']:,} requests in "
-              f"{ref['wall_s']:.1f} s; {ref['requests_per_s']:,.0f} req/s once training "
-              f"(end to end {ref['end_to_end_requests_per_s']:,.0f}); "
-              f"speedup {speedup:.1f}x (by CPU time {speedup_cpu:.1f}x)")
+        print(
+            f"\nnaive reference (users {ref['users']:,}): {ref['requests']:,} requests in "
+            f"{ref['wall_s']:.1f} s; {ref['requests_per_s']:,.0f} req/s once training "
+            f"(end to end {ref['end_to_end_requests_per_s']:,.0f}); "
+            f"speedup {speedup:.1f}x (by CPU time {speedup_cpu:.1f}x)"
+        )
     small, large = ladder[0], ladder[-1]
     summary = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "processor": platform.processor(),
-                    "loadavg_at_start": load, "loadavg_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "processor": platform.processor(),
+            "loadavg_at_start": load,
+            "loadavg_at_end": os.getloadavg(),
+        },
         "simrec_commit": git_commit(),
         "quick": a.quick,
         "requests_per_s": middle["requests_per_s"],
@@ -302,8 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference_requests_per_s": ref["requests_per_s"] if ref else None,
         "speedup": speedup,
         "speedup_cpu": speedup_cpu,
-        "per_request_ratio_largest_vs_smallest": large["us_per_request"]
-        / small["us_per_request"],
+        "per_request_ratio_largest_vs_smallest": large["us_per_request"] / small["us_per_request"],
         "per_request_cpu_ratio_largest_vs_smallest": large["cpu_us_per_request"]
         / small["cpu_us_per_request"],
         "peak_rss_bytes": {str(r["users"]): r["peak_rss_bytes"] for r in ladder},

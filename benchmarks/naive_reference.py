@@ -77,8 +77,11 @@ class Model:
         for name in self.PARAMS:
             setattr(s, name, getattr(self, name).copy())
         s.k = self.k
-        s.fallback = (self.U[self.u_known].mean(axis=0) if self.u_known.any()
-                      else np.zeros(self.U.shape[1], np.float32))
+        s.fallback = (
+            self.U[self.u_known].mean(axis=0)
+            if self.u_known.any()
+            else np.zeros(self.U.shape[1], np.float32)
+        )
         return s
 
     def knows(self, items: np.ndarray) -> np.ndarray:
@@ -88,7 +91,7 @@ class Model:
     def score(self, u: int, items: np.ndarray, topic: np.ndarray, age: np.ndarray) -> np.ndarray:
         """Ranking scores of ``items`` for user ``u`` (terms constant over items dropped)."""
         uvec = self.U[u] if u < len(self.u_known) and self.u_known[u] else self.fallback
-        bias = self.b[items] + self.tb[topic] + age_features(age) @ self.dense[1 + self.k:]
+        bias = self.b[items] + self.tb[topic] + age_features(age) @ self.dense[1 + self.k :]
         return (self.T[topic] + self.V[items]) @ uvec + bias
 
 
@@ -97,18 +100,26 @@ class NaiveSim:
 
     def __init__(self, cfg: Config, max_requests: int | None = None) -> None:
         sv, lr = cfg.serving, cfg.learner
-        if (sv.rule_slots or len(cfg.infra.datacenters) > 1 or cfg.corruption.enabled
-                or cfg.policy.name == "online" or lr.kind != "learned"):
-            raise ValueError("the naive reference covers one datacenter, no rule slots, no "
-                             "corruption, the learned model and non-online policies")
+        if (
+            sv.rule_slots
+            or len(cfg.infra.datacenters) > 1
+            or cfg.corruption.enabled
+            or cfg.policy.name == "online"
+            or lr.kind != "learned"
+        ):
+            raise ValueError(
+                "the naive reference covers one datacenter, no rule slots, no "
+                "corruption, the learned model and non-online policies"
+            )
         self.cfg, self.max_requests = cfg, max_requests
         streams = Streams(cfg.seed)
         self.env = simpy.Environment()
         self.world = World(cfg, streams)
         self.rng, self.rng_serve = streams["traffic"], streams["serving"]
         self.rng_learn = streams["learner"]
-        self.model = Model(cfg.interests.dim, cfg.topics.count, sv.slate_size, lr.init_std,
-                           self.rng_learn)
+        self.model = Model(
+            cfg.interests.dim, cfg.topics.count, sv.slate_size, lr.init_std, self.rng_learn
+        )
         self.pos = position_bias(sv.slate_size, cfg.clicks.position_decay)
         self.measure_start_s = cfg.sim.warmup_days * DAY_S
         self.end_s = self.measure_start_s + cfg.sim.days * DAY_S
@@ -182,12 +193,14 @@ class NaiveSim:
         users, it = w.users, w.items.t
         K, k = cfg.serving.candidates, cfg.serving.slate_size
         ut = users.t
-        ut.drift[u] = ou_step(ut.drift[u][None], t - ut.drift_t[u], users.kappa,
-                              users.drift_var, users.rng_i)[0]
+        ut.drift[u] = ou_step(
+            ut.drift[u][None], t - ut.drift_t[u], users.kappa, users.drift_var, users.rng_i
+        )[0]
         ut.drift_t[u] = t
         true_u = ut.taste[u] + ut.drift[u]
-        cands = self.eligible[rng.choice(len(self.eligible), min(K, len(self.eligible)),
-                                         replace=False)]
+        cands = self.eligible[
+            rng.choice(len(self.eligible), min(K, len(self.eligible)), replace=False)
+        ]
         if self.serving is None:
             scores = w.logits(true_u[None], cands, t)[0]
         else:
@@ -253,7 +266,8 @@ class NaiveSim:
         env.process(self.world_clock())
         env.process(self.policy())
         env.timeout(self.end_s).callbacks.append(
-            lambda _: None if self.done.triggered else self.done.succeed())
+            lambda _: None if self.done.triggered else self.done.succeed()
+        )
 
     def run(self) -> dict:
         t0 = time.perf_counter()

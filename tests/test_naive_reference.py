@@ -68,8 +68,12 @@ def engine_requests(cfg: simrec.Config, monkeypatch) -> tuple[dict, dict[str, np
     monkeypatch.setattr(Recorder, "record", capture)
     summary = simrec.run(cfg).summary
     users, exp, oracle, imp = (np.concatenate(c) for c in zip(*rows, strict=True))
-    return summary, {"request_user": users, "request_expected_clicks": exp,
-                     "request_oracle_expected_clicks": oracle, "request_impressions": imp}
+    return summary, {
+        "request_user": users,
+        "request_expected_clicks": exp,
+        "request_oracle_expected_clicks": oracle,
+        "request_impressions": imp,
+    }
 
 
 def difference(a: dict, b: dict, key: str) -> tuple[float, float]:
