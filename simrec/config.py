@@ -271,7 +271,8 @@ class PipelineSettings:
         load_bytes_per_s: load bandwidth of a serving replica (bytes/s).
         overlap: rule for a trigger while an update is in flight: ``skip`` (drop the new
             trigger), ``queue`` (keep at most one pending, run it next), ``supersede`` (abort the
-            one in flight; the new one starts now).
+            one in flight while it is saved or validated and start the new one now; once it is
+            being broadcast, queue the new one instead).
         validation: offline validation settings.
     """
 

@@ -223,8 +223,9 @@ def arrival_counts(steps: int = 1440, step_s: float = 60.0, seed: int = 7) -> di
         mean["sessions"].append(w.users.session_rate_per_s * w.diurnal.integral(t0, t1))
         mean["items"].append(w.items.arrival_rate_per_s * step_s)
         # requests of [t1, t1 + step): registered users follow the diurnal cycle
-        weights = w.users.t.rate_per_s[w.users.active]
-        anon = w.users.t.anonymous[w.users.active]
+        alive = w.users.alive_ids(t1)
+        weights = w.users.t.rate_per_s[alive]
+        anon = w.users.t.anonymous[alive]
         mean["requests"].append(
             float(
                 weights[~anon].sum() * w.diurnal.integral(t1, t1 + step_s)

@@ -105,6 +105,7 @@ class Learner:
         self.trained = 0
         self.version = 0
         self.seq = 0  # write sequence: deltas select rows written after a cut of it
+        self._scratch: dict[str, np.ndarray] = {}
 
     # --- tables -------------------------------------------------------------------------
     @staticmethod
@@ -170,14 +171,14 @@ class Learner:
         self._ensure(ut, int(ex.user.max()))
         self._ensure(it, int(ex.item.max()))
         # frequency filter: a user gets a row after `user_min_sightings` examples
-        uu, uinv, ucnt = np.unique(ex.user, return_inverse=True, return_counts=True)
-        ut.seen[uu] += ucnt.astype(np.int32)
+        uu, uinv = self._group(ex.user, "u", ut.size)
+        ut.seen[uu] += np.bincount(uinv, minlength=len(uu)).astype(np.int32)
         new = uu[(~ut.known[uu]) & (ut.seen[uu] >= cfg.user_min_sightings)]
         if len(new):
             ut.known[new] = True
             ut.vec[new] = 0.0
             ut.acc[new] = 0.0
-        ii, iinv = np.unique(ex.item, return_inverse=True)
+        ii, iinv = self._group(ex.item, "i", it.size)
         # an item row may have been evicted while the item is still shown: re-register it
         gone = ii[~it.known[ii]]
         if len(gone):
@@ -228,6 +229,22 @@ class Learner:
         self.seq += 1
         ut.stamp[urows] = self.seq
         it.stamp[ii] = self.seq
+
+    def _group(self, ids: np.ndarray, name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct ``ids`` and each element's group index, like ``np.unique(ids,
+        return_inverse=True)`` but without sorting (groups in order of last occurrence),
+        through a scratch array indexed by id."""
+        scratch = self._scratch.get(name)
+        if scratch is None or len(scratch) < size:
+            scratch = self._scratch[name] = np.empty(max(size, 1024) * 2, dtype=np.int64)
+        n = len(ids)
+        order = np.arange(n)
+        scratch[ids] = order  # the last occurrence of an id wins
+        rep = scratch[ids]
+        pos = np.flatnonzero(rep == order)
+        compact = np.empty(n, dtype=np.int64)
+        compact[pos] = np.arange(len(pos))
+        return ids[pos], compact[rep]
 
     def _apply(self, table: np.ndarray, acc: np.ndarray, rows, grad: np.ndarray) -> None:
         lr = self.cfg.learning_rate

@@ -32,6 +32,7 @@ class UpdateRun:
     def __init__(self, rows: dict[str, UpdateRow]) -> None:
         self.rows = rows
         self.aborted = False
+        self.broadcasting = False  # past save and validation: its payload is on the links
         self.process: simpy.Process | None = None
 
     def abort(self, status: str = "superseded") -> None:
@@ -54,6 +55,7 @@ def deliver(
     Shared by checkpoint and online updates."""
     env = ctx.env
     names = list(ctx.replicas)
+    run.broadcasting = True
     for name in names:
         run.rows[name].transfer_start_s = env.now
     arrivals = ctx.topology.broadcast(size_bytes, names)

@@ -26,7 +26,9 @@ class Periodic:
     update in flight follows ``pipeline.overlap``: ``skip`` drops it (logged as skipped);
     ``queue`` keeps at most one pending trigger and runs it when the one in flight ends,
     keeping its trigger time (a trigger that finds one pending is skipped, so the queue is
-    bounded by one); ``supersede`` aborts the one in flight and starts anew.
+    bounded by one); ``supersede`` aborts the one in flight if it is still being saved or
+    validated and starts anew, and otherwise (its payload is already on the links, where
+    aborting would waste the bandwidth spent) queues like ``queue``.
     """
 
     def __init__(self, settings: PolicySettings) -> None:
@@ -57,9 +59,9 @@ class Periodic:
     def _trigger(self, ctx: UpdateContext) -> None:
         rule = self.settings.pipeline.overlap
         if self._busy():
-            if rule == "supersede":
+            if rule == "supersede" and not self.in_flight.broadcasting:
                 self.in_flight.process.interrupt()
-            elif rule == "queue" and self.pending is None:
+            elif rule in ("queue", "supersede") and self.pending is None:
                 self.pending = ctx.env.now
                 return
             else:

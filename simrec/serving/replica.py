@@ -126,10 +126,10 @@ class Server:
         uvec, known = version.user_side(users, t)
         m = min(n_model, len(eligible))
         if m:
-            pool, cols = self._retrieve(eligible, B, rng)
+            pool, start = self._retrieve(eligible, B, rng)
             ivec, ibias = version.item_side(pool, t)
-            scores = (uvec @ ivec.T)[rows, cols] + ibias[cols]
-            top = np.take_along_axis(cols, _top_k(scores, m), axis=1)
+            scores = _windows(uvec @ ivec.T + ibias, start, self.cfg.candidates)
+            top = _window_cols(_top_k(scores, m), start, len(pool))
             items[:, :m] = pool[top]
             z = self._true_logits(true_u, pool)[rows, top] + self._terms(pool, t)[top]
             p[:, :m] = sigmoid(z) * self.pos[:m]
@@ -142,8 +142,10 @@ class Server:
             zr = world.logits(true_u, rule[0], t)
             p[:, n_model:] = sigmoid(zr) * self.pos[n_model:]
         # oracle counterfactual: top k by true probability among K candidates of all live items
-        opool, ocols = self._retrieve(active, B, self.rng_oracle)
-        zo = self._true_logits(true_u, opool)[rows, ocols] + self._terms(opool, t)[ocols]
+        opool, ostart = self._retrieve(active, B, self.rng_oracle)
+        zo = _windows(
+            self._true_logits(true_u, opool) + self._terms(opool, t), ostart, self.cfg.candidates
+        )
         kk = min(k, zo.shape[1])
         best = -np.partition(-zo, kk - 1, axis=1)[:, :kk]
         best.sort(axis=1)
@@ -154,16 +156,15 @@ class Server:
 
     def _retrieve(
         self, corpus: np.ndarray, B: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """A shared pool of distinct items from ``corpus`` in random order, and each request's
-        candidate columns (B, K): K consecutive pool entries from a random offset."""
+        window offset (B,): its candidates are K consecutive pool entries (wrapping) from
+        there. ``None`` when the pool holds no more than K items (all are candidates)."""
         M = min(len(corpus), self.cfg.pool_size)
         pool = corpus[_sample(rng, len(corpus), M, shuffle=True)]
-        K = min(self.cfg.candidates, M)
-        if K == M:
-            return pool, np.broadcast_to(np.arange(M), (B, M))
-        start = rng.integers(0, M, B)
-        return pool, (start[:, None] + np.arange(K)) % M
+        if self.cfg.candidates >= M:
+            return pool, None
+        return pool, rng.integers(0, M, B)
 
     def _true_logits(self, true_u: np.ndarray, pool: np.ndarray) -> np.ndarray:
         """Affinity part of the true logits (B, M): base + scale <u, v>."""
@@ -186,6 +187,21 @@ def _sample(rng: np.random.Generator, n: int, k: int, shuffle: bool = False) -> 
             if len(first) >= k:
                 return draw[np.sort(first)[:k]]
     return rng.choice(n, k, replace=False)
+
+
+def _windows(full: np.ndarray, start: np.ndarray | None, K: int) -> np.ndarray:
+    """Each row's window of K consecutive columns of ``full`` (B, M) from ``start`` (B,),
+    wrapping round; ``full`` itself when ``start`` is None."""
+    if start is None:
+        return full
+    ext = np.concatenate([full, full[:, : K - 1]], axis=1)
+    view = np.lib.stride_tricks.sliding_window_view(ext, K, axis=1)  # (B, M, K), no copy
+    return view[np.arange(len(full)), start]
+
+
+def _window_cols(local: np.ndarray, start: np.ndarray | None, M: int) -> np.ndarray:
+    """Pool columns of positions ``local`` (B, m) within each row's window."""
+    return local if start is None else (start[:, None] + local) % M
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -79,8 +79,9 @@ class Users:
         a = cfg.anonymous_share
         self.session_rate_per_s = a / (1 - a) * cfg.initial * mean_rate / cfg.session_requests_mean
         self.active = np.empty(0, dtype=np.int64)
+        self._pools = {False: _RatePool(), True: _RatePool()}
+        self._next_compaction = 3_600.0
         self._add(cfg.initial, birth=np.full(cfg.initial, -np.inf), t=0.0, anonymous=False)
-        self._weights_dirty = True
 
     # --- population -------------------------------------------------------------------
     def _add(self, n: int, birth: np.ndarray, t: float, anonymous: bool) -> np.ndarray:
@@ -113,7 +114,7 @@ class Users:
             tb.home[ids] = r.choice(len(self.dc_p), size=n, p=self.dc_p)
         tb.death_s[ids] = np.maximum(birth, t) + life
         self.active = np.concatenate([self.active, ids])
-        self._weights_dirty = True
+        self._pools[anonymous].add(ids, tb.rate_per_s[ids])
         return ids
 
     def advance(self, t0: float, t1: float) -> np.ndarray:
@@ -124,10 +125,11 @@ class Users:
         n_anon = self.rng_anon.poisson(self.session_rate_per_s * self.diurnal.integral(t0, t1))
         born_anon = self.rng_anon.uniform(t0, t1, n_anon)
         anon = self._add(n_anon, born_anon, t0, anonymous=True)
-        alive = self.t.death_s[self.active] > t1
-        if not alive.all():
-            self.active = self.active[alive]
-            self._weights_dirty = True
+        if t1 >= self._next_compaction:  # dead users are dropped lazily, once a sim hour
+            self.active = self.active[self.t.death_s[self.active] > t1]
+            for pool in self._pools.values():
+                pool.compact(self.t.death_s, t1)
+            self._next_compaction = t1 + 3_600.0
         return np.concatenate([reg, anon])
 
     # --- traffic ------------------------------------------------------------------------
@@ -135,25 +137,16 @@ class Users:
         """User ids of the requests in [t0, t1): a Poisson process per user with rate
         ``rate_per_s * diurnal(t)`` for registered users (constant for sessions).
 
-        Drawn as one Poisson total split multinomially in proportion to the rates, which is
-        the same law as independent per-user Poisson counts.
+        Drawn per pool as one Poisson total split in proportion to the rates (the same law as
+        independent per-user Poisson counts); draws of users dead by ``t0`` are discarded,
+        which thins their processes to zero (dead users leave the pools lazily).
         """
-        if self._weights_dirty:
-            tb = self.t
-            ids = self.active
-            self._anon_mask = tb.anonymous[ids]
-            self._w_reg = np.where(self._anon_mask, 0.0, tb.rate_per_s[ids])
-            self._w_anon = np.where(self._anon_mask, tb.rate_per_s[ids], 0.0)
-            self._weights_dirty = False
-        scale_reg = self.diurnal.integral(t0, t1)
-        w = self._w_reg * scale_reg + self._w_anon * (t1 - t0)
-        cum = np.cumsum(w)
-        total = cum[-1] if len(cum) else 0.0
-        n = rng.poisson(total)
-        if n == 0:
-            return np.empty(0, dtype=np.int64)
-        pos = np.searchsorted(cum, rng.uniform(0, total, n), side="right")
-        return self.active[np.minimum(pos, len(cum) - 1)]
+        death = self.t.death_s
+        out = []
+        for anonymous, span in ((False, self.diurnal.integral(t0, t1)), (True, t1 - t0)):
+            ids = self._pools[anonymous].draw(span, rng)
+            out.append(ids[death[ids] > t0])
+        return np.concatenate(out)
 
     # --- interests ----------------------------------------------------------------------
     def interests(self, ids: np.ndarray, t: float) -> np.ndarray:
@@ -169,7 +162,53 @@ class Users:
         return tb.taste[ids] + tb.drift[ids]
 
     def alive_ids(self, t: float) -> np.ndarray:
-        """Ids alive at ``t`` (born by then, not dead)."""
+        """Ids alive at ``t`` (born by then, not dead; ``active`` may still hold some dead)."""
         ids = self.active
         tb = self.t
         return ids[(tb.death_s[ids] > t) & (tb.birth_s[ids] <= t)]
+
+
+class _RatePool:
+    """Ids with their request rates as a cumulative sum, for drawing requests in proportion to
+    the rates; births append in amortised O(births), dead ids stay until :meth:`compact`."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._ids = np.empty(1024, dtype=np.int64)
+        self._rates = np.empty(1024, dtype=np.float64)
+        self._cum = np.empty(1024, dtype=np.float64)
+
+    def add(self, ids: np.ndarray, rates: np.ndarray) -> None:
+        k = len(ids)
+        if self.n + k > len(self._ids):
+            cap = max(2 * len(self._ids), self.n + k)
+            for name in ("_ids", "_rates", "_cum"):
+                old = getattr(self, name)
+                new = np.empty(cap, dtype=old.dtype)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+        base = self._cum[self.n - 1] if self.n else 0.0
+        self._ids[self.n : self.n + k] = ids
+        self._rates[self.n : self.n + k] = rates
+        self._cum[self.n : self.n + k] = base + np.cumsum(rates)
+        self.n += k
+
+    def compact(self, death_s: np.ndarray, t: float) -> None:
+        ids = self._ids[: self.n]
+        keep = death_s[ids] > t
+        if not keep.all():
+            m = int(keep.sum())
+            self._ids[:m] = ids[keep]
+            self._rates[:m] = self._rates[: self.n][keep]
+            self._cum[:m] = np.cumsum(self._rates[:m])
+            self.n = m
+
+    def draw(self, span: float, rng: np.random.Generator) -> np.ndarray:
+        """Ids of the requests over a span with rate integral ``span`` per unit rate."""
+        if self.n == 0:
+            return self._ids[:0]
+        cum = self._cum[: self.n]
+        total = cum[-1]
+        n = rng.poisson(total * span)
+        pos = np.searchsorted(cum, rng.uniform(0, total, n), side="right")
+        return self._ids[np.minimum(pos, self.n - 1)]
