@@ -184,12 +184,7 @@ class Simulation:
             mine = users[home == dc]
             eligible = self.server.eligible(version)
             n_live = len(w.items.active)
-            self.recorder.record_coverage(
-                dc,
-                t,
-                n_live,
-                n_live - len(eligible) if not getattr(version, "always_fresh", False) else 0,
-            )
+            self.recorder.record_coverage(dc, t, n_live, n_live - len(eligible))
             if len(mine) == 0:
                 continue
             fresh = getattr(version, "always_fresh", False)

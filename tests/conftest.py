@@ -38,6 +38,11 @@ def tiny(**over) -> Config:
     cfg.items.initial = 1000
     cfg.sim.days = 0.25
     cfg.sim.warmup_days = 0.25
+    return override(cfg, **over)
+
+
+def override(cfg: Config, **over) -> Config:
+    """Set settings of ``cfg`` in place by dotted path written with ``__``; returns ``cfg``."""
     for key, value in over.items():
         obj = cfg
         *path, last = key.split("__")

@@ -34,6 +34,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from conftest import override
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -242,14 +243,7 @@ def corner(policy: str, infra: str, **over) -> Config:
     cfg = copy.deepcopy(_base(policy, infra))
     cfg.users.initial, cfg.items.initial = 1000, 400
     cfg.sim.days, cfg.sim.warmup_days = 0.1, 0.05
-    for key, value in over.items():
-        obj = cfg
-        *path, last = key.split("__")
-        for part in path:
-            obj = getattr(obj, part)
-        assert hasattr(obj, last), key
-        setattr(obj, last, value)
-    return cfg
+    return override(cfg, **over)
 
 
 THIN = 2e8  # bytes/s: a tiny world's checkpoint (~30 GB) takes minutes per copy

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import simrec_cmd, tiny
+from conftest import override, simrec_cmd, tiny
 
 import simrec
 from simrec.config import Config, from_dict, to_dict
@@ -137,14 +137,7 @@ def base_config() -> Config:
 
 def variant(**over) -> Config:
     cfg = copy.deepcopy(base_config())
-    for key, value in over.items():
-        obj = cfg
-        *path, last = key.split("__")
-        for part in path:
-            obj = getattr(obj, part)
-        assert hasattr(obj, last), key
-        setattr(obj, last, value)
-    return cfg
+    return override(cfg, **over)
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,6 @@ class Learner:
         self.dense_acc = np.zeros_like(self.dense)
         self.slate_size = slate_size
         self.data_time_s = -np.inf
-        self.trained = 0
         self.version = 0
         self.seq = 0  # write sequence: deltas select rows written after a cut of it
         self._scratch: dict[str, np.ndarray] = {}
@@ -163,7 +162,6 @@ class Learner:
             self._step(ex.take(slice(s, s + m)), now)
         if len(ex):
             self.data_time_s = max(self.data_time_s, float(ex.t[-1]))
-            self.trained += len(ex)
 
     def _step(self, ex: Examples, now: float) -> None:
         cfg = self.cfg

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class Result:
     updates: pd.DataFrame
     staleness: pd.DataFrame
     items: pd.DataFrame
-    tables: tuple[str, ...] = field(default=TABLES, repr=False)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the run into ``directory`` (created); ``summary.json`` last."""

@@ -57,7 +57,6 @@ class Replica:
         self.name = name
         self.version = version
         self.landed_s = landed_s
-        self.loads = 0
         self.private = False  # whether `version` is this replica's own mutable copy
 
     def swap(self, version: ModelVersion, t: float) -> bool:
@@ -68,13 +67,11 @@ class Replica:
         self.version = version
         self.private = False
         self.landed_s = t
-        self.loads += 1
         return True
 
     def touch(self, t: float) -> None:
         """Record that an in-place update (delta, dense part) landed at ``t``."""
         self.landed_s = t
-        self.loads += 1
 
 
 class Server:
