@@ -37,6 +37,9 @@ class SimSettings:
         bucket_s: width of a metrics time bucket (seconds).
         batch_size: requests scored together against one shared candidate pool.
         progress: show a progress bar of simulated time.
+        threads: 2 trains the learner in a second thread while the step's requests are
+            served (the two touch disjoint data, so results are identical to 1); 1 runs
+            everything in one thread, e.g. when several runs share the cores.
     """
 
     days: float = 2.0
@@ -46,6 +49,7 @@ class SimSettings:
     bucket_s: float = 900.0
     batch_size: int = 256
     progress: bool = False
+    threads: int = 2
 
 
 @dataclass
@@ -470,6 +474,7 @@ def validate(cfg: Config) -> Config:
     _positive("sim.bucket_s", s.bucket_s)
     _check(s.bucket_s >= s.step_s, "sim.bucket_s", s.bucket_s, f">= sim.step_s ({s.step_s})")
     _check(s.batch_size >= 1, "sim.batch_size", s.batch_size, ">= 1")
+    _check(s.threads in (1, 2), "sim.threads", s.threads, "1 or 2")
     u = cfg.users
     _check(u.initial >= 1, "users.initial", u.initial, ">= 1")
     _positive("users.mean_lifetime_days", u.mean_lifetime_days, allow_inf=True)

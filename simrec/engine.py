@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
+from numba import njit
 
 from simrec.config import DAY_S, Config, ConfigError, validate
 from simrec.metrics.recorder import Recorder
@@ -93,7 +95,12 @@ class Simulation:
         self.training = TrainingSide(cfg.learner, self.learner, w)
         self.log = ClickLog(cfg.learner.join_delay_s, cfg.policy.pipeline.validation.window_s)
         self.server = Server(
-            w, cfg.serving, cfg.clicks.position_decay, streams["serving"], streams["oracle"]
+            w,
+            cfg.serving,
+            cfg.clicks.position_decay,
+            streams["serving"],
+            streams["oracle"],
+            cfg.sim.batch_size,
         )
         self.dc_names = [d.name for d in cfg.infra.datacenters]
         first, _ = self.training.snapshot()
@@ -133,6 +140,7 @@ class Simulation:
         self._rng_corrupt = streams["corruption"]
         self._spam: np.ndarray | None = None
         self._progress = None
+        self._trainer: ThreadPoolExecutor | None = None
 
     # --- processes ----------------------------------------------------------------------
     def _warmup(self):
@@ -165,19 +173,27 @@ class Simulation:
             if t >= next_evict and math.isfinite(cfg.learner.row_ttl_s):
                 self.learner.evict(t)
                 next_evict += EVICT_EVERY_S
-            self._serve_step(t, min(step, self.end_s - t))
-            self.learner.train(self.log.ready(t, limit_per_step), t)
+            ready = self.log.ready(t, limit_per_step)
+            if self._trainer is not None:
+                # the step's examples were logged at least a join delay ago, and training
+                # touches only the learner's tables, which serving never reads (replicas hold
+                # copies): the two can run side by side with the same results
+                training = self._trainer.submit(self.learner.train, ready, t)
+                self._serve_step(t, min(step, self.end_s - t))
+                training.result()
+            else:
+                self._serve_step(t, min(step, self.end_s - t))
+                self.learner.train(ready, t)
             if self._progress is not None:
                 self._progress.update(min(step, self.end_s - t) / 3600)
             yield env.timeout(step)
 
     def _serve_step(self, t: float, step: float) -> None:
-        w, cfg = self.world, self.cfg
+        w = self.world
         users = w.users.sample_requests(t, t + step, self._rng_traffic)
         if len(users) == 0:
             return
         home = w.users.t.home[users]
-        bs = cfg.sim.batch_size
         for dc, name in enumerate(self.dc_names):
             replica = self.replicas[name]
             version = replica.version
@@ -190,48 +206,32 @@ class Simulation:
             fresh = getattr(version, "always_fresh", False)
             staleness = 0.0 if fresh else t - version.data_time_s
             since = 0.0 if fresh else t - replica.landed_s
-            for s in range(0, len(mine), bs):
-                served = self.server.serve(version, mine[s : s + bs], t, eligible)
-                self.recorder.record(dc, t, served, staleness, since)
-                self._log(served, t)
+            served = self.server.serve(version, mine, t, eligible)
+            self.recorder.record(dc, t, served, staleness, since)
+            self._log(served, t)
 
     def _log(self, s, t: float) -> None:
-        B, k = s.items.shape
-        shown = s.items >= 0
-        items = s.items[shown]
         it = self.world.items.t
-        fi = it.first_impression_s
-        fi[items[np.isnan(fi[items])]] = t  # repeated ids all write the same time
-        fm = it.first_model_impression_s
-        model_items = s.items[:, s.model_slot][shown[:, s.model_slot]]
-        fm[model_items[np.isnan(fm[model_items])]] = t
-        users = np.broadcast_to(s.users[:, None], (B, k))[shown]
-        slots = np.broadcast_to(np.arange(k, dtype=np.int16), (B, k))[shown]
-        clicks = s.clicks[shown].astype(np.float32)
-        held = np.broadcast_to(
-            holdout_mask(B, self.cfg.learner.holdout_share, self._rng_holdout)[:, None], (B, k)
-        )[shown]
-        clicks = self._corrupt(items, clicks, held, t)
-        ex = Examples(np.full(len(items), t), users, items, slots, clicks)
-        self.log.append(ex, held)
+        _stamp_first(s.items, s.model_slot, t, it.first_impression_s, it.first_model_impression_s)
+        held = holdout_mask(len(s.users), self.cfg.learner.holdout_share, self._rng_holdout)
+        train, holdout = Examples.from_slates(t, s.users, s.items, s.clicks, held)
+        self._corrupt(train, t)
+        self.log.add(train, holdout)
 
-    def _corrupt(
-        self, items: np.ndarray, clicks: np.ndarray, held: np.ndarray, t: float
-    ) -> np.ndarray:
-        """Click spam on some items during the burst; held-out data stay clean."""
+    def _corrupt(self, train: Examples, t: float) -> None:
+        """Click spam on some items during the burst (training examples only, in place;
+        held-out data stay clean)."""
         co = self.cfg.corruption
         if not co.enabled:
-            return clicks
+            return
         start = self.measure_start_s + co.start_s
         if not (start <= t < start + co.duration_s):
-            return clicks
+            return
         if self._spam is None:
             active = self.world.items.active
             self._spam = self._rng_corrupt.choice(active, min(co.items, len(active)), replace=False)
-        hit = np.isin(items, self._spam) & ~held
-        clicks = clicks.copy()
-        clicks[hit] = self._rng_corrupt.random(int(hit.sum())) < co.click_rate
-        return clicks
+        hit = np.isin(train.item, self._spam)
+        train.click[hit] = self._rng_corrupt.random(int(hit.sum())) < co.click_rate
 
     def _bytes_moved(self) -> float:
         return float(sum(link.bytes_delivered for link in self.topology.links.values()))
@@ -253,7 +253,15 @@ class Simulation:
         self.bytes_at_start = 0.0
         self.env.process(self._warmup())
         self.env.process(self._clock())
-        self.env.run(until=self.end_s)
+        if self.cfg.sim.threads > 1 and self.cfg.learner.join_delay_s > 0:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="simrec") as pool:
+                self._trainer = self.server.executor = pool
+                try:
+                    self.env.run(until=self.end_s)
+                finally:
+                    self._trainer = self.server.executor = None
+        else:
+            self.env.run(until=self.end_s)
         if self._progress is not None:
             self._progress.close()
         return RunState(
@@ -269,3 +277,18 @@ class Simulation:
             self.end_s,
             time.perf_counter() - t_wall,
         )
+
+
+@njit(cache=True, nogil=True)
+def _stamp_first(items, model_slot, t, first, first_model):
+    """Stamp ``t`` as the first impression (and first impression in a model slot) of shown
+    items that have none yet."""
+    B, k = items.shape
+    for r in range(B):
+        for j in range(k):
+            i = items[r, j]
+            if i >= 0:
+                if math.isnan(first[i]):
+                    first[i] = t
+                if model_slot[j] and math.isnan(first_model[i]):
+                    first_model[i] = t

@@ -65,6 +65,22 @@ def test_same_config_and_seed_give_identical_files_in_separate_processes(tmp_pat
     pd.testing.assert_frame_equal(again.timeseries, ts, check_exact=True)
 
 
+@pytest.mark.parametrize("policy", ["online", "hourly"])
+def test_training_beside_serving_in_a_second_thread_changes_nothing(policy):
+    """``sim.threads=2`` (training and the oracle's scoring in worker threads while the step
+    is served) and ``sim.threads=1`` give exactly the same tables and the same run id."""
+    base = simrec.compose([f"policy={policy}", "infra=geo3", "seed=2", *SMALL])
+    runs = [simrec.run(override(copy.deepcopy(base), sim__threads=n)) for n in (1, 2)]
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            getattr(runs[0], name), getattr(runs[1], name), check_exact=True, obj=name
+        )
+    one, two = ({k: v for k, v in r.summary.items() if k not in VOLATILE} for r in runs)
+    assert one.pop("config")["sim"]["threads"] == 1
+    assert two.pop("config")["sim"]["threads"] == 2
+    assert one == two
+
+
 def test_parallel_launcher_gives_the_same_runs_as_sequential(tmp_path):
     common = ["-m", "policy=hourly", "seed=0,1", *SMALL]
     run_cmd(

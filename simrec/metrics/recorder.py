@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from simrec.serving.replica import Served
 from simrec.world.world import World
@@ -73,30 +74,22 @@ class Recorder:
         if b is None:
             return
         w = self.world
-        ut, it = w.users.t, w.items.t
-        anon = ut.anonymous[s.users]
-        new = ~anon & (t - ut.birth_s[s.users] < w.cfg.users.new_user_window_s)
-        shown = s.items >= 0
-        n_imp = shown.sum(axis=1)
-        clicks = s.clicks.sum(axis=1)
-        exp = s.p.sum(axis=1)
-        c = self.c
-        for k, sel in ((0, slice(None)), (1, new), (2, anon)):
-            c["requests"][b, dc, k] += len(s.users) if k == 0 else int(np.sum(sel))
-            c["impressions"][b, dc, k] += n_imp[sel].sum()
-            c["clicks"][b, dc, k] += clicks[sel].sum()
-            c["expected_clicks"][b, dc, k] += exp[sel].sum()
-            c["oracle_expected_clicks"][b, dc, k] += s.oracle_expected[sel].sum()
-            c["oracle_impressions"][b, dc, k] += s.oracle_slots * (
-                len(s.users) if k == 0 else int(np.sum(sel))
-            )
-            c["fallback_requests"][b, dc, k] += s.fallback[sel].sum()
-        safe = np.where(shown, s.items, 0)
-        fresh = shown & (t - it.birth_s[safe] < w.cfg.items.fresh_window_s)
-        c["requests"][b, dc, 3] += fresh.any(axis=1).sum()
-        c["impressions"][b, dc, 3] += fresh.sum()
-        c["clicks"][b, dc, 3] += (s.clicks & fresh).sum()
-        c["expected_clicks"][b, dc, 3] += s.p[fresh].sum()
+        sums = _tally(
+            s.users,
+            s.items,
+            s.clicks,
+            s.p,
+            s.oracle_expected,
+            s.fallback,
+            w.users.t.anonymous,
+            w.users.t.birth_s,
+            w.items.t.birth_s,
+            t - w.cfg.users.new_user_window_s,
+            t - w.cfg.items.fresh_window_s,
+        )
+        sums[_COUNTS.index("oracle_impressions")] *= s.oracle_slots
+        for name, row in zip(_COUNTS, sums, strict=True):
+            self.c[name][b, dc] += row
         n = len(s.users)
         self.stale[b, dc] += staleness_s * n
         self.since[b, dc] += since_update_s * n
@@ -160,6 +153,63 @@ class Recorder:
             }
         )
         return df.groupby(["datacenter", "staleness_s"], as_index=False)["requests"].sum()
+
+
+@njit(cache=True, nogil=True)
+def _tally(
+    users,
+    items,
+    clicks,
+    p,
+    oracle,
+    fallback,
+    anonymous,
+    user_birth,
+    item_birth,
+    new_after,
+    fresh_after,
+):
+    """Sums of one served batch per counter (rows in ``_COUNTS`` order) and cohort (columns
+    in ``COHORTS`` order). Users born after ``new_after`` are new, items born after
+    ``fresh_after`` fresh; ``oracle_impressions`` counts requests (times slots outside)."""
+    out = np.zeros((len(_COUNTS), len(COHORTS)))
+    B, k = items.shape
+    for r in range(B):
+        u = users[r]
+        anon = anonymous[u]
+        new = not anon and user_birth[u] > new_after
+        n_imp = 0
+        n_clk = 0
+        e = 0.0
+        f_imp = 0
+        f_clk = 0
+        f_e = 0.0
+        for j in range(k):
+            i = items[r, j]
+            if i < 0:
+                continue
+            n_imp += 1
+            n_clk += clicks[r, j]
+            e += p[r, j]
+            if item_birth[i] > fresh_after:
+                f_imp += 1
+                f_clk += clicks[r, j]
+                f_e += p[r, j]
+        for c in range(3):
+            if c == 1 and not new or c == 2 and not anon:
+                continue
+            out[0, c] += 1
+            out[1, c] += n_imp
+            out[2, c] += n_clk
+            out[3, c] += e
+            out[4, c] += 1
+            out[5, c] += oracle[r]
+            out[6, c] += fallback[r]
+        out[0, 3] += f_imp > 0
+        out[1, 3] += f_imp
+        out[2, 3] += f_clk
+        out[3, 3] += f_e
+    return out
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:

@@ -22,10 +22,8 @@ import numpy as np
 from simrec.columns import Columns
 from simrec.config import LearnerSettings
 from simrec.model.log import Examples
-from simrec.model.version import AGE_TAUS_S, LearnedVersion, age_features
-from simrec.world.clicks import sigmoid
-
-EPS = 1e-8
+from simrec.model.sgd import train_minibatches
+from simrec.model.version import AGE_TAUS_S, LearnedVersion
 
 
 @dataclass
@@ -156,107 +154,63 @@ class Learner:
 
     # --- training -----------------------------------------------------------------------
     def train(self, ex: Examples, now: float) -> None:
-        """Train on examples in minibatches; rows written are stamped with ``now``."""
-        m = self.cfg.minibatch
-        for s in range(0, len(ex), m):
-            self._step(ex.take(slice(s, s + m)), now)
-        if len(ex):
-            self.data_time_s = max(self.data_time_s, float(ex.t[-1]))
-
-    def _step(self, ex: Examples, now: float) -> None:
+        """Train on examples in minibatches of ``cfg.minibatch`` (see
+        :mod:`simrec.model.sgd`); rows written are stamped with ``now``."""
+        if len(ex) == 0:
+            return
         cfg = self.cfg
         ut, it = self.users, self.items
         self._ensure(ut, int(ex.user.max()))
         self._ensure(it, int(ex.item.max()))
-        # frequency filter: a user gets a row after `user_min_sightings` examples
-        uu, uinv = self._group(ex.user, "u", ut.size)
-        ut.seen[uu] += np.bincount(uinv, minlength=len(uu)).astype(np.int32)
-        new = uu[(~ut.known[uu]) & (ut.seen[uu] >= cfg.user_min_sightings)]
-        if len(new):
-            ut.known[new] = True
-            ut.vec[new] = 0.0
-            ut.acc[new] = 0.0
-        ii, iinv = self._group(ex.item, "i", it.size)
-        # an item row may have been evicted while the item is still shown: re-register it
-        gone = ii[~it.known[ii]]
-        if len(gone):
-            it.known[gone] = True
-            it.vec[gone] = 0.0
-            it.b[gone] = 0.0
-        top = self.catalogue.topic[ex.item]
-        age = ex.t - self.catalogue.birth_s[ex.item]
-        phi = age_features(age)
-        ukn = ut.known[ex.user]
-        Uu = ut.vec[ex.user] * ukn[:, None]
-        Vi = self.T[top] + it.vec[ex.item]
-        w = self.dense
-        z = (
-            w[0]
-            + w[1 + ex.slot]
-            + phi @ w[1 + self.slate_size :]
-            + self.tb[top]
-            + it.b[ex.item]
-            + np.einsum("nd,nd->n", Uu, Vi)
+        u_slot = self._slots("u", ut.size)
+        i_slot = self._slots("i", it.size)
+        cat = self.catalogue
+        self.seq = train_minibatches(
+            ex.t,
+            ex.user,
+            ex.item,
+            ex.slot,
+            ex.click,
+            cfg.minibatch,
+            cat.topic,
+            cat.birth_s,
+            AGE_TAUS_S,
+            ut.vec,
+            ut.known,
+            ut.seen,
+            ut.acc,
+            ut.updated_s,
+            ut.stamp,
+            it.vec,
+            it.acc,
+            it.b,
+            it.b_acc,
+            it.known,
+            it.updated_s,
+            it.stamp,
+            self.T,
+            self.T_acc,
+            self.tb,
+            self.tb_acc,
+            self.dense,
+            self.dense_acc,
+            u_slot,
+            i_slot,
+            cfg.user_min_sightings,
+            cfg.l2,
+            cfg.learning_rate,
+            cfg.optimizer == "adagrad",
+            now,
+            self.seq,
         )
-        g = (sigmoid(z) - ex.click).astype(np.float32)
-        n = len(g)
-        # sparse gradients, summed per row
-        gU = _rowsum(g[:, None] * Vi, uinv, len(uu))
-        gV = _rowsum(g[:, None] * Uu, iinv, len(ii))
-        gb = np.bincount(iinv, weights=g, minlength=len(ii)).astype(np.float32)
-        nt = len(self.T)
-        tt = np.flatnonzero(np.bincount(top, minlength=nt))
-        gT = _rowsum(g[:, None] * Uu, top, nt)[tt]
-        gtb = np.bincount(top, weights=g, minlength=nt).astype(np.float32)[tt]
-        urows = uu[ut.known[uu]]
-        gU = gU[ut.known[uu]] + cfg.l2 * ut.vec[urows]
-        gV = gV + cfg.l2 * it.vec[ii]
-        self._apply(ut.vec, ut.acc, urows, gU)
-        self._apply(it.vec, it.acc, ii, gV)
-        self._apply(it.b, it.b_acc, ii, gb)
-        self._apply(self.T, self.T_acc, tt, gT)
-        self._apply(self.tb, self.tb_acc, tt, gtb)
-        gd = np.zeros_like(w)
-        gd[0] = g.sum()
-        gd[1 : 1 + self.slate_size] = np.bincount(ex.slot, weights=g, minlength=self.slate_size)
-        gd[1 + self.slate_size :] = g @ phi
-        gd /= n
-        self._apply(self.dense, self.dense_acc, slice(None), gd)
-        ut.updated_s[urows] = now
-        it.updated_s[ii] = now
-        self.seq += 1
-        ut.stamp[urows] = self.seq
-        it.stamp[ii] = self.seq
+        self.data_time_s = max(self.data_time_s, float(ex.t[-1]))
 
-    def _group(self, ids: np.ndarray, name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct ``ids`` and each element's group index, like ``np.unique(ids,
-        return_inverse=True)`` but without sorting (groups in order of last occurrence),
-        through a scratch array indexed by id."""
-        scratch = self._scratch.get(name)
-        if scratch is None or len(scratch) < size:
-            scratch = self._scratch[name] = np.empty(max(size, 1024) * 2, dtype=np.int64)
-        n = len(ids)
-        order = np.arange(n)
-        scratch[ids] = order  # the last occurrence of an id wins
-        rep = scratch[ids]
-        pos = np.flatnonzero(rep == order)
-        compact = np.empty(n, dtype=np.int64)
-        compact[pos] = np.arange(len(pos))
-        return ids[pos], compact[rep]
-
-    def _apply(self, table: np.ndarray, acc: np.ndarray, rows, grad: np.ndarray) -> None:
-        lr = self.cfg.learning_rate
-        if self.cfg.optimizer == "adagrad":
-            g2 = grad * grad if grad.ndim == 1 else np.mean(grad * grad, axis=1)
-            if isinstance(rows, slice):
-                acc += g2
-                table -= lr * grad / np.sqrt(acc + EPS)
-                return
-            acc[rows] += g2
-            scale = lr / np.sqrt(acc[rows] + EPS)
-            table[rows] -= grad * (scale[:, None] if grad.ndim == 2 else scale)
-        else:
-            table[rows] -= lr * grad
+    def _slots(self, name: str, size: int) -> np.ndarray:
+        """A scratch array of -1 over ids below ``size`` (the kernel leaves it all -1)."""
+        slots = self._scratch.get(name)
+        if slots is None or len(slots) < size:
+            slots = self._scratch[name] = np.full(max(size, 1024) * 2, -1, dtype=np.int64)
+        return slots
 
     # --- snapshots ----------------------------------------------------------------------
     def size_bytes(
@@ -318,15 +272,6 @@ class Learner:
             evicted_items=ei,
             size_bytes=self.size_bytes(len(uid) + len(eu), len(iid) + len(ei), len(self.T)),
         )
-
-
-def _rowsum(values: np.ndarray, inverse: np.ndarray, n: int) -> np.ndarray:
-    """Sum rows of ``values`` (m, d) into ``n`` groups given by ``inverse``."""
-    d = values.shape[1]
-    flat = (inverse[:, None] * d + np.arange(d)).ravel()
-    return (
-        np.bincount(flat, weights=values.ravel(), minlength=n * d).reshape(n, d).astype(np.float32)
-    )
 
 
 def apply_delta(version: LearnedVersion, delta: Delta) -> None:

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass
@@ -29,6 +30,19 @@ class Examples:
     def take(self, sel: slice | np.ndarray) -> Examples:
         return Examples(
             self.t[sel], self.user[sel], self.item[sel], self.slot[sel], self.click[sel]
+        )
+
+    @staticmethod
+    def from_slates(
+        t: float, users: np.ndarray, items: np.ndarray, clicks: np.ndarray, held: np.ndarray
+    ) -> tuple[Examples, Examples]:
+        """The impressions of served slates (``items`` (B, k), -1 for an empty slot) as
+        training examples and held-out examples (requests ``held`` (B,)), in slate order."""
+        parts = _split(users, items, clicks, held)
+        train, hold = parts[:4], parts[4:]
+        return (
+            Examples(np.full(len(train[0]), t), *train),
+            Examples(np.full(len(hold[0]), t), *hold),
         )
 
     @staticmethod
@@ -64,12 +78,15 @@ class ClickLog:
         """Log impressions; ``holdout`` marks the held-out ones."""
         if len(ex) == 0:
             return
-        if holdout.any():
-            self._holdout.append(ex.take(holdout))
-            ex = ex.take(~holdout)
-        if len(ex):
-            self._train.append(ex)
-            self.pending += len(ex)
+        self.add(ex.take(~holdout), ex.take(holdout))
+
+    def add(self, train: Examples, holdout: Examples) -> None:
+        """Log training impressions and held-out impressions."""
+        if len(holdout):
+            self._holdout.append(holdout)
+        if len(train):
+            self._train.append(train)
+            self.pending += len(train)
 
     def ready(self, now: float, limit: float = np.inf) -> Examples:
         """Pop up to ``limit`` training examples joined by ``now`` (time <= now - join delay)."""
@@ -99,3 +116,45 @@ class ClickLog:
         ex = Examples.concat(list(self._holdout))
         keep = (ex.t >= lo) & (ex.t <= now - self.join_delay_s)
         return ex.take(keep)
+
+
+@njit(cache=True, nogil=True)
+def _split(users, items, clicks, held):
+    """(user, item, slot, click) columns of the shown slots of training requests, then of
+    held-out requests."""
+    B, k = items.shape
+    n_held = 0
+    n_all = 0
+    for r in range(B):
+        shown = 0
+        for j in range(k):
+            shown += items[r, j] >= 0
+        n_all += shown
+        if held[r]:
+            n_held += shown
+    cols = []
+    for n in (n_all - n_held, n_held):
+        cols.append(
+            (
+                np.empty(n, np.int64),
+                np.empty(n, np.int64),
+                np.empty(n, np.int16),
+                np.empty(n, np.float32),
+            )
+        )
+    fill = [0, 0]
+    for r in range(B):
+        h = 1 if held[r] else 0
+        u, i, s, c = cols[h]
+        x = fill[h]
+        for j in range(k):
+            if items[r, j] >= 0:
+                u[x] = users[r]
+                i[x] = items[r, j]
+                s[x] = j
+                c[x] = clicks[r, j]
+                x += 1
+        fill[h] = x
+    tu, ti, ts, tc = cols[0]
+    hu, hi, hs, hc = cols[1]
+    return tu, ti, ts, tc, hu, hi, hs, hc

@@ -14,10 +14,12 @@ policy's upper bound).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from numba import njit
 
 from simrec.columns import Columns
 from simrec.world.clicks import sigmoid
@@ -32,6 +34,33 @@ AGE_TAUS_S = np.array([3_600.0, 21_600.0, 86_400.0])
 def age_features(age_s: np.ndarray) -> np.ndarray:
     """Item-age features (n, len(AGE_TAUS_S)) of ages in seconds."""
     return np.exp(-np.maximum(age_s, 0.0)[:, None] / AGE_TAUS_S[None, :]).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus):
+    """:meth:`LearnedVersion.item_side` at one time ``t``: vectors T[topic] + V and biases
+    b + tb[topic] + age features . w_age (V and b count as 0 for items the version lacks)."""
+    n = len(ids)
+    d = T.shape[1]
+    vecs = np.empty((n, d), np.float32)
+    bias = np.empty(n, np.float32)
+    for j in range(n):
+        i = ids[j]
+        tp = topic[i]
+        kn = i < len(known) and known[i]
+        age = max(t - birth_s[i], 0.0)
+        z = tb[tp]
+        for a in range(len(taus)):
+            z += np.float32(math.exp(-age / taus[a])) * w_age[a]
+        if kn:
+            z += b[i]
+            for a in range(d):
+                vecs[j, a] = T[tp, a] + V[i, a]
+        else:
+            for a in range(d):
+                vecs[j, a] = T[tp, a]
+        bias[j] = z
+    return vecs, bias
 
 
 def _lookup(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -98,6 +127,21 @@ class LearnedVersion:
         return vecs, known
 
     def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if np.ndim(t) == 0:
+            cat = self.catalogue
+            return _learned_items(
+                ids,
+                float(t),
+                cat.topic,
+                cat.birth_s,
+                self.T,
+                self.V,
+                self.b,
+                self.i_known,
+                self.tb,
+                self.w_age,
+                AGE_TAUS_S,
+            )
         top = self.catalogue.topic[ids]
         known = self.known_items(ids)
         rows = np.where(known, ids, 0)

@@ -104,8 +104,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def run_id(cfg_dict: dict[str, Any]) -> str:
-    """Stable id of a run: a hash of its resolved config (display settings excluded)."""
-    cfg_dict = {**cfg_dict, "sim": {k: v for k, v in cfg_dict["sim"].items() if k != "progress"}}
+    """Stable id of a run: a hash of its resolved config (settings that cannot change the
+    results, display and threads, excluded)."""
+    sim = {k: v for k, v in cfg_dict["sim"].items() if k not in ("progress", "threads")}
+    cfg_dict = {**cfg_dict, "sim": sim}
     blob = json.dumps(_jsonable(cfg_dict), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

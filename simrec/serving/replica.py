@@ -1,13 +1,14 @@
 """A serving replica: one live model version per inference datacenter, and the request path.
 
-Per batch of requests (users of one datacenter in one time step):
+For the requests of one datacenter in one time step, in batches of ``sim.batch_size``:
 
 1. retrieval draws K candidates per request uniformly among the live items that the live
    version knows (items missing from its table cannot be retrieved: cold start). For speed a
    batch shares one retrieval pool of ``pool_size`` distinct items drawn uniformly, in random
    order, and each request takes a window of K consecutive pool entries at a random offset:
    every request still sees a uniform random K-subset of the corpus (each item with
-   probability K/n), and the batch is scored by one matrix product;
+   probability K/n). Each request's K scores are computed by a compiled kernel
+   (:mod:`simrec.serving.ranking`);
 2. ranking scores them with the live version (``user . item + bias``; users missing from the
    version get its fallback vector, i.e. popularity ranking, and are counted) and shows the
    top k, best first;
@@ -20,12 +21,20 @@ Per batch of requests (users of one datacenter in one time step):
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from simrec.config import ServingSettings
 from simrec.model.version import ModelVersion
+from simrec.serving.ranking import (
+    extended,
+    first_distinct,
+    first_distinct_rows,
+    model_slates,
+    oracle_expected,
+)
 from simrec.world.clicks import position_bias, sigmoid
 from simrec.world.world import World
 
@@ -84,6 +93,7 @@ class Server:
         rng: the serving stream (retrieval, rule slots, clicks).
         rng_oracle: stream of the oracle's counterfactual retrieval, separate so that
             ``oracle_expected_ctr`` is the same for every policy of one seed.
+        batch_size: requests that share one retrieval pool.
     """
 
     def __init__(
@@ -93,11 +103,15 @@ class Server:
         position_decay: float,
         rng: np.random.Generator,
         rng_oracle: np.random.Generator,
+        batch_size: int,
     ) -> None:
         self.world = world
         self.cfg = cfg
         self.rng = rng
         self.rng_oracle = rng_oracle
+        self.batch_size = batch_size
+        self.executor: Executor | None = None  # set by the engine to overlap the oracle
+        self._seen = np.zeros(0, dtype=bool)  # scratch of `first_distinct`
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
         self.model_slot = np.arange(cfg.slate_size) < n_model
@@ -110,102 +124,137 @@ class Server:
     def serve(
         self, version: ModelVersion, users: np.ndarray, t: float, eligible: np.ndarray
     ) -> Served:
-        """Serve one batch of requests of ``users`` at time ``t`` (s)."""
+        """Serve the requests of ``users`` at time ``t`` (s), in batches of ``batch_size``
+        that each share one retrieval pool."""
         cfg, rng, world = self.cfg, self.rng, self.world
         k = cfg.slate_size
         n_model = k - cfg.rule_slots
         B = len(users)
-        rows = np.arange(B)[:, None]
-        active = world.items.active
+        bs = self.batch_size
+        n_batches = -(-B // bs)
         true_u = world.users.interests(users, t)
+        # the oracle's counterfactual (top k by true probability among K candidates of all
+        # live items), computed meanwhile in a worker thread when one is given
+        oracle_job = self._submit(oracle_expected, *self._oracle_inputs(true_u, t, n_batches))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
         uvec, known = version.user_side(users, t)
+        c = world.cfg.clicks
+        d = world.items.d
         m = min(n_model, len(eligible))
         if m:
-            pool, start = self._retrieve(eligible, B, rng)
-            ivec, ibias = version.item_side(pool, t)
-            scores = _windows(uvec @ ivec.T + ibias, start, self.cfg.candidates)
-            top = _window_cols(_top_k(scores, m), start, len(pool))
-            items[:, :m] = pool[top]
-            z = self._true_logits(true_u, pool)[rows, top] + self._terms(pool, t)[top]
-            p[:, :m] = sigmoid(z) * self.pos[:m]
+            pools, start, K = self._retrieve(eligible, B, n_batches, rng)
+            flat = pools.ravel()
+            nb, M = pools.shape
+            ivec, ibias = version.item_side(flat, t)
+            ivt, ib = extended(ivec.reshape(nb, M, d), ibias.reshape(nb, M), K)
+            model_slates(
+                np.ascontiguousarray(uvec, dtype=np.float32),
+                ivt,
+                ib,
+                start,
+                K,
+                bs,
+                true_u,
+                world.items.t.vec[flat].reshape(nb, M, d),
+                self._terms(flat, t).reshape(nb, M),
+                c.base_logit,
+                c.affinity_scale,
+                pools,
+                self.pos[:m],
+                items,
+                p,
+            )
         if cfg.rule_slots:
-            newest = active[-cfg.rule_pool :]
-            r = cfg.rule_slots
-            pick = newest[_sample(rng, len(newest), r)] if len(newest) >= r else newest
-            rule = np.broadcast_to(np.resize(pick, r), (B, r))
-            items[:, n_model:] = rule
-            zr = world.logits(true_u, rule[0], t)
-            p[:, n_model:] = sigmoid(zr) * self.pos[n_model:]
-        # oracle counterfactual: top k by true probability among K candidates of all live items
-        opool, ostart = self._retrieve(active, B, self.rng_oracle)
-        zo = _windows(
-            self._true_logits(true_u, opool) + self._terms(opool, t), ostart, self.cfg.candidates
-        )
-        kk = min(k, zo.shape[1])
-        best = -np.partition(-zo, kk - 1, axis=1)[:, :kk]
-        best.sort(axis=1)
-        oracle = (sigmoid(best[:, ::-1]) * self.pos[:kk]).sum(axis=1)
+            self._rule_slots(items, p, true_u, t, n_model, n_batches)
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
-        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, kk)
+        oracle = oracle_job.result()
+        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, len(self._opos))
+
+    def _oracle_inputs(self, true_u: np.ndarray, t: float, n_batches: int) -> tuple:
+        world = self.world
+        c = world.cfg.clicks
+        opools, ostart, oK = self._retrieve(
+            world.items.active, len(true_u), n_batches, self.rng_oracle
+        )
+        flat = opools.ravel()
+        nb, M = opools.shape
+        tvt, tbias = extended(
+            world.items.t.vec[flat].reshape(nb, M, world.items.d),
+            c.base_logit + self._terms(flat, t).reshape(nb, M),
+            oK,
+        )
+        self._opos = self.pos[: min(self.cfg.slate_size, oK)]
+        return true_u, tvt, tbias, ostart, oK, self._opos, self.batch_size, c.affinity_scale
+
+    def _submit(self, fn, *args) -> Future:
+        """``fn(*args)`` in the worker thread if there is one, else now."""
+        if self.executor is not None:
+            return self.executor.submit(fn, *args)
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def _rule_slots(
+        self,
+        items: np.ndarray,
+        p: np.ndarray,
+        true_u: np.ndarray,
+        t: float,
+        n_model: int,
+        n_batches: int,
+    ) -> None:
+        """Fill the last ``rule_slots`` slots of each batch with newest live items (in
+        place)."""
+        cfg, rng, world = self.cfg, self.rng, self.world
+        newest = world.items.active[-cfg.rule_pool :]
+        r = cfg.rule_slots
+        bs = self.batch_size
+        for q in range(n_batches):
+            rows = slice(q * bs, (q + 1) * bs)
+            pick = newest[self._sample(rng, len(newest), r)] if len(newest) >= r else newest
+            rule = np.resize(pick, r)
+            items[rows, n_model:] = rule
+            zr = world.logits(true_u[rows], rule, t)
+            p[rows, n_model:] = sigmoid(zr) * self.pos[n_model:]
 
     def _retrieve(
-        self, corpus: np.ndarray, B: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """A shared pool of distinct items from ``corpus`` in random order, and each request's
-        window offset (B,): its candidates are K consecutive pool entries (wrapping) from
-        there. ``None`` when the pool holds no more than K items (all are candidates)."""
-        M = min(len(corpus), self.cfg.pool_size)
-        pool = corpus[_sample(rng, len(corpus), M, shuffle=True)]
+        self, corpus: np.ndarray, B: int, n_batches: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """One pool of distinct items from ``corpus`` per batch, in random order
+        (n_batches, M), each request's window offset (B,) and the window length K: a
+        request's candidates are K consecutive entries (wrapping) of its batch's pool."""
+        n = len(corpus)
+        M = min(n, self.cfg.pool_size)
+        if n > 8 * M:  # sparse draws: oversample, keep the first M distinct in draw order
+            if len(self._seen) < n:
+                self._seen = np.zeros(2 * n, dtype=bool)
+            draws = rng.integers(0, n, (n_batches, int(M * 1.3) + 8))
+            picks, complete = first_distinct_rows(draws, M, self._seen)
+            for q in np.flatnonzero(~complete):  # rare: redraw that pool on its own
+                picks[q] = self._sample(rng, n, M)
+        else:
+            picks = np.empty((n_batches, M), dtype=np.int64)
+            for q in range(n_batches):
+                picks[q] = self._sample(rng, n, M)
+        pools = corpus[picks]
         if self.cfg.candidates >= M:
-            return pool, None
-        return pool, rng.integers(0, M, B)
+            return pools, np.zeros(B, dtype=np.int64), M
+        return pools, rng.integers(0, M, B), self.cfg.candidates
 
-    def _true_logits(self, true_u: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """Affinity part of the true logits (B, M): base + scale <u, v>."""
-        c = self.world.cfg.clicks
-        return c.base_logit + c.affinity_scale * (true_u @ self.world.items.t.vec[pool].T)
+    def _sample(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+        """``min(n, k)`` distinct indices below ``n``, uniformly, in random order."""
+        if k >= n:
+            return rng.permutation(n)
+        if n > 8 * k:  # sparse draw: oversample, keep the first k distinct in draw order
+            if len(self._seen) < n:
+                self._seen = np.zeros(2 * n, dtype=bool)
+            while True:
+                out = first_distinct(rng.integers(0, n, int(k * 1.3) + 8), k, self._seen)
+                if len(out) == k:
+                    return out
+        return rng.choice(n, k, replace=False)
 
     def _terms(self, pool: np.ndarray, t: float) -> np.ndarray:
         return self.world.item_terms(pool, t)
-
-
-def _sample(rng: np.random.Generator, n: int, k: int, shuffle: bool = False) -> np.ndarray:
-    """``min(n, k)`` distinct indices below ``n``, uniformly (in random order if
-    ``shuffle``)."""
-    if k >= n:
-        return rng.permutation(n) if shuffle else np.arange(n)
-    if n > 8 * k:  # sparse draw: oversample and de-duplicate, keeping draw order
-        while True:
-            draw = rng.integers(0, n, int(k * 1.3) + 8)
-            _, first = np.unique(draw, return_index=True)
-            if len(first) >= k:
-                return draw[np.sort(first)[:k]]
-    return rng.choice(n, k, replace=False)
-
-
-def _windows(full: np.ndarray, start: np.ndarray | None, K: int) -> np.ndarray:
-    """Each row's window of K consecutive columns of ``full`` (B, M) from ``start`` (B,),
-    wrapping round; ``full`` itself when ``start`` is None."""
-    if start is None:
-        return full
-    ext = np.concatenate([full, full[:, : K - 1]], axis=1)
-    view = np.lib.stride_tricks.sliding_window_view(ext, K, axis=1)  # (B, M, K), no copy
-    return view[np.arange(len(full)), start]
-
-
-def _window_cols(local: np.ndarray, start: np.ndarray | None, M: int) -> np.ndarray:
-    """Pool columns of positions ``local`` (B, m) within each row's window."""
-    return local if start is None else (start[:, None] + local) % M
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k best scores of each row, best first."""
-    if k >= scores.shape[1]:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)

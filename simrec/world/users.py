@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from simrec.columns import Columns
 from simrec.config import DAY_S, InterestSettings, UserSettings
@@ -81,6 +82,7 @@ class Users:
         self.active = np.empty(0, dtype=np.int64)
         self._pools = {False: _RatePool(), True: _RatePool()}
         self._next_compaction = 3_600.0
+        self._mark = np.zeros(0, dtype=np.bool_)  # scratch of `_distinct_behind`
         self._add(cfg.initial, birth=np.full(cfg.initial, -np.inf), t=0.0, anonymous=False)
 
     # --- population -------------------------------------------------------------------
@@ -150,14 +152,17 @@ class Users:
 
     # --- interests ----------------------------------------------------------------------
     def interests(self, ids: np.ndarray, t: float) -> np.ndarray:
-        """True interest vectors (len(ids), d) at time ``t``; advances the drift of ``ids``."""
-        uniq = np.unique(ids)
+        """True interest vectors (len(ids), d) at time ``t``; advances the drift of ``ids``
+        (each distinct id once, in increasing id order)."""
         tb = self.t
-        dt = t - tb.drift_t[uniq]
-        move = dt > 0
-        if move.any():
-            u = uniq[move]
-            tb.drift[u] = ou_step(tb.drift[u], dt[move], self.kappa, self.drift_var, self.rng_i)
+        if len(self._mark) < tb.size:
+            self._mark = np.zeros(2 * tb.size, dtype=np.bool_)
+        u = _distinct_behind(ids, tb.drift_t, t, self._mark)
+        if len(u):
+            u.sort()
+            tb.drift[u] = ou_step(
+                tb.drift[u], t - tb.drift_t[u], self.kappa, self.drift_var, self.rng_i
+            )
             tb.drift_t[u] = t
         return tb.taste[ids] + tb.drift[ids]
 
@@ -166,6 +171,22 @@ class Users:
         ids = self.active
         tb = self.t
         return ids[(tb.death_s[ids] > t) & (tb.birth_s[ids] <= t)]
+
+
+@njit(cache=True, nogil=True)
+def _distinct_behind(ids, drift_t, t, mark):
+    """Distinct ``ids`` whose drift was last advanced before ``t``. ``mark`` is scratch over
+    ids, all False on entry and on exit."""
+    out = np.empty(len(ids), np.int64)
+    n = 0
+    for u in ids:
+        if not mark[u] and drift_t[u] < t:
+            mark[u] = True
+            out[n] = u
+            n += 1
+    for j in range(n):
+        mark[out[j]] = False
+    return out[:n]
 
 
 class _RatePool:

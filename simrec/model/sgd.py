@@ -1,0 +1,206 @@
+"""The learner's minibatch step as one compiled kernel.
+
+One call trains on a run of examples in minibatches of ``minibatch``. Per minibatch it is
+exactly the step :class:`simrec.model.learner.Learner` documents: the frequency filter counts
+the minibatch's sightings first, then every logit is computed with the parameters as they
+were at the start of the minibatch, gradients are summed per row (user, item, item bias,
+topic row, topic bias, dense weights; dense gradients are averaged over the minibatch), L2 is
+added once per touched user and item row, and each touched row takes one Adagrad step
+(accumulator += mean of the squared row gradient) or one SGD step. Written as loops over
+examples so that gathers and scatter-adds stay in cache; compiled once and cached on disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+EPS = 1e-8
+
+
+@njit(cache=True, nogil=True)
+def _update(row: np.ndarray, acc: np.ndarray, j: int, grad: np.ndarray, lr: float, ada: bool):
+    """One optimizer step of a row ``row`` (d,) with gradient ``grad`` (d,); its Adagrad
+    accumulator is ``acc[j]``."""
+    d = row.shape[0]
+    if ada:
+        g2 = 0.0
+        for a in range(d):
+            g2 += grad[a] * grad[a]
+        acc[j] += np.float32(g2 / d)
+        scale = lr / math.sqrt(acc[j] + EPS)
+    else:
+        scale = lr
+    for a in range(d):
+        row[a] -= np.float32(grad[a] * scale)
+
+
+@njit(cache=True, nogil=True)
+def train_minibatches(
+    ex_t,
+    ex_user,
+    ex_item,
+    ex_slot,
+    ex_click,
+    minibatch,
+    item_topic,
+    item_birth,
+    age_taus,
+    U,
+    u_known,
+    u_seen,
+    u_acc,
+    u_updated,
+    u_stamp,
+    V,
+    v_acc,
+    b,
+    b_acc,
+    i_known,
+    i_updated,
+    i_stamp,
+    T,
+    T_acc,
+    tb,
+    tb_acc,
+    dense,
+    dense_acc,
+    u_slot,
+    i_slot,
+    min_sightings,
+    l2,
+    lr,
+    adagrad,
+    now,
+    seq,
+):
+    """Train on examples ``ex_*`` (arrays of equal length) in minibatches, in place.
+
+    ``u_slot``/``i_slot`` are scratch arrays over user/item ids, all -1 on entry and on exit.
+    Each minibatch takes the next write-sequence number after ``seq``; returns the last used.
+    Tables are indexed by id and must already hold every id in the examples.
+    """
+    n_all = ex_user.shape[0]
+    d = U.shape[1]
+    n_topics = T.shape[0]
+    n_dense = dense.shape[0]
+    n_age = age_taus.shape[0]
+    slate = n_dense - 1 - n_age
+    gT = np.zeros((n_topics, d))
+    gtb = np.zeros(n_topics)
+    t_hit = np.zeros(n_topics, np.bool_)
+    gd = np.zeros(n_dense)
+    vi = np.empty(d, np.float32)
+    phi = np.empty(n_age, np.float32)
+    uu = np.empty(minibatch, np.int64)
+    ii = np.empty(minibatch, np.int64)
+    gU = np.empty((minibatch, d))
+    gV = np.empty((minibatch, d))
+    gb = np.empty(minibatch)
+    row = np.empty(d)
+    for s in range(0, n_all, minibatch):
+        e = min(s + minibatch, n_all)
+        seq += 1
+        # group the minibatch's users and items (slots in order of first sighting)
+        nu = 0
+        ni = 0
+        for x in range(s, e):
+            u = ex_user[x]
+            if u_slot[u] < 0:
+                u_slot[u] = nu
+                uu[nu] = u
+                nu += 1
+            u_seen[u] += 1
+            i = ex_item[x]
+            if i_slot[i] < 0:
+                i_slot[i] = ni
+                ii[ni] = i
+                ni += 1
+        # frequency filter; an item row evicted while the item is still shown comes back
+        for j in range(nu):
+            u = uu[j]
+            if not u_known[u] and u_seen[u] >= min_sightings:
+                u_known[u] = True
+                U[u, :] = 0.0
+                u_acc[u] = 0.0
+        for j in range(ni):
+            i = ii[j]
+            if not i_known[i]:
+                i_known[i] = True
+                V[i, :] = 0.0
+                b[i] = 0.0
+        gU[:nu] = 0.0
+        gV[:ni] = 0.0
+        gb[:ni] = 0.0
+        gT[:] = 0.0
+        gtb[:] = 0.0
+        t_hit[:] = False
+        gd[:] = 0.0
+        # logits with the parameters at the start of the minibatch; gradients summed per row
+        for x in range(s, e):
+            u = ex_user[x]
+            i = ex_item[x]
+            tp = item_topic[i]
+            k = ex_slot[x]
+            z = dense[0] + dense[1 + k] + tb[tp] + b[i]
+            age = max(ex_t[x] - item_birth[i], 0.0)
+            for a in range(n_age):
+                phi[a] = np.float32(math.exp(-age / age_taus[a]))
+                z += phi[a] * dense[1 + slate + a]
+            known = u_known[u]
+            if known:
+                dot = np.float32(0.0)
+                for a in range(d):
+                    vi[a] = T[tp, a] + V[i, a]
+                    dot += U[u, a] * vi[a]
+                z += dot
+            g = np.float32(1.0 / (1.0 + math.exp(-z)) - ex_click[x])
+            if known:
+                ju = u_slot[u]
+                ji = i_slot[i]
+                for a in range(d):
+                    gU[ju, a] += g * vi[a]
+                    gV[ji, a] += g * U[u, a]
+                    gT[tp, a] += g * U[u, a]
+            gb[i_slot[i]] += g
+            gtb[tp] += g
+            t_hit[tp] = True
+            gd[0] += g
+            gd[1 + k] += g
+            for a in range(n_age):
+                gd[1 + slate + a] += g * phi[a]
+        # one step per touched row
+        for j in range(nu):
+            u = uu[j]
+            u_slot[u] = -1
+            if not u_known[u]:
+                continue
+            for a in range(d):
+                row[a] = np.float32(gU[j, a]) + l2 * U[u, a]
+            _update(U[u], u_acc, u, row, lr, adagrad)
+            u_updated[u] = now
+            u_stamp[u] = seq
+        for j in range(ni):
+            i = ii[j]
+            i_slot[i] = -1
+            for a in range(d):
+                row[a] = np.float32(gV[j, a]) + l2 * V[i, a]
+            _update(V[i], v_acc, i, row, lr, adagrad)
+            row[0] = np.float32(gb[j])
+            _update(b[i : i + 1], b_acc, i, row[:1], lr, adagrad)
+            i_updated[i] = now
+            i_stamp[i] = seq
+        for tp in range(n_topics):
+            if t_hit[tp]:
+                for a in range(d):
+                    row[a] = np.float32(gT[tp, a])
+                _update(T[tp], T_acc, tp, row, lr, adagrad)
+                row[0] = np.float32(gtb[tp])
+                _update(tb[tp : tp + 1], tb_acc, tp, row[:1], lr, adagrad)
+        m = e - s
+        for a in range(n_dense):
+            row[0] = np.float32(gd[a] / m)
+            _update(dense[a : a + 1], dense_acc, a, row[:1], lr, adagrad)
+    return seq

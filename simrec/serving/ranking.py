@@ -1,0 +1,190 @@
+"""Compiled kernels of the request path: score each request's candidate window, keep the top k.
+
+Requests come in batches of ``batch_size`` consecutive rows; batch ``r // batch_size`` shares
+one retrieval pool of M items, and request ``r`` takes the K pool entries from ``start[r]``
+on, wrapping round (see :mod:`simrec.serving.replica`). Pools are passed transposed and
+extended by their first K - 1 entries, ``(n_batches, d, M + K - 1)``, so that a window is a
+contiguous slice and its K scores are computed column by column in SIMD registers. Only those
+K scores are computed per request (not the whole pool); the top k are kept by insertion into
+a sorted list, best first (on equal scores the earlier window position wins).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+def extended(vecs: np.ndarray, bias: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pools ``vecs`` (nb, M, d) and ``bias`` (nb, M) in the kernels' layout: transposed
+    (nb, d, M + K - 1) and (nb, M + K - 1), wrapped round by K - 1 entries."""
+    vt = vecs.transpose(0, 2, 1)
+    w = K - 1
+    return (
+        np.concatenate([vt, vt[:, :, :w]], axis=2).astype(np.float32),
+        np.concatenate([bias, bias[:, :w]], axis=1).astype(np.float32),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _window_scores(sc, u, scale, vt, bias, c0):
+    """sc[j] = bias[c0 + j] + scale * <u, vt[:, c0 + j]> for j < len(sc)."""
+    K = sc.shape[0]
+    sc[:] = 0.0
+    for a in range(u.shape[0]):
+        ua = u[a]
+        row = vt[a, c0 : c0 + K]
+        for j in range(K):
+            sc[j] += ua * row[j]
+    for j in range(K):
+        sc[j] = bias[c0 + j] + scale * sc[j]
+
+
+@njit(cache=True, nogil=True)
+def _top_k(sc, vals, top, cand):
+    """The ``len(vals)`` largest of ``sc`` into ``vals`` (descending) and their positions
+    into ``top``; returns how many were filled (fewer only if ``sc`` is shorter).
+
+    The k maxima of k disjoint groups of ``sc`` are k values, so the smallest of them bounds
+    the k-th largest from below; only values at or above it (about a quarter for K = 100,
+    k = 10) go through the insertion, in window order, so that ties keep window order.
+    ``cand`` is scratch of length >= len(sc).
+    """
+    K = sc.shape[0]
+    k = min(vals.shape[0], K)
+    if k == 0:
+        return 0
+    thr = -np.inf
+    if 2 * k <= K:
+        for a in range(k):
+            vals[a] = sc[a]
+        for g in range(1, K // k):
+            for a in range(k):
+                v = sc[g * k + a]
+                vals[a] = v if v > vals[a] else vals[a]
+        thr = vals[0]
+        for a in range(1, k):
+            thr = vals[a] if vals[a] < thr else thr
+    n = 0
+    for j in range(K):  # branch-free filter
+        cand[n] = j
+        n += sc[j] >= thr
+    m = 0
+    for x in range(n):
+        j = cand[x]
+        v = sc[j]
+        if m == k:
+            if v <= vals[k - 1]:
+                continue
+            p = k - 1
+        else:
+            p = m
+            m += 1
+        while p > 0 and vals[p - 1] < v:
+            vals[p] = vals[p - 1]
+            top[p] = top[p - 1]
+            p -= 1
+        vals[p] = v
+        top[p] = j
+    return k
+
+
+@njit(cache=True, nogil=True)
+def model_slates(
+    uvec, ivt, ibias, start, K, batch_size, true_u, tvec, terms, base, scale, pools, pos, items, p
+):
+    """Rank each request's window by the model and fill the first ``len(pos)`` slots of
+    its slate, best first, with the true click probability of each shown item.
+
+    Args:
+        uvec: (B, d) model user vectors.
+        ivt, ibias: the model's item vectors and biases of each batch's pool, extended
+            (see :func:`extended`).
+        start: (B,) window offsets; K: window length (<= M).
+        true_u: (B, d) true interests; tvec (nb, M, d) true item vectors of the pools;
+            terms (nb, M) their quality + freshness + topic popularity.
+        base, scale: base logit and affinity scale of the true click model.
+        pools: (nb, M) item ids of the pools; pos: (m,) position bias of the slots to fill.
+        items, p: (B, >= m) slates and click probabilities, written in place.
+    """
+    B, d = uvec.shape
+    M = tvec.shape[1]
+    k = pos.shape[0]
+    sc = np.empty(K, np.float32)
+    vals = np.empty(k, np.float32)
+    top = np.empty(k, np.int64)
+    cand = np.empty(K, np.int64)
+    for r in range(B):
+        q = r // batch_size
+        c0 = start[r]
+        _window_scores(sc, uvec[r], np.float32(1.0), ivt[q], ibias[q], c0)
+        _top_k(sc, vals, top, cand)
+        for j in range(k):
+            c = c0 + top[j]
+            if c >= M:
+                c -= M
+            dot = np.float32(0.0)
+            for a in range(d):
+                dot += true_u[r, a] * tvec[q, c, a]
+            z = base + scale * dot + terms[q, c]
+            items[r, j] = pools[q, c]
+            p[r, j] = pos[j] / (1.0 + math.exp(-z))
+
+
+@njit(cache=True, nogil=True)
+def oracle_expected(true_u, tvt, tbias, start, K, pos, batch_size, scale):
+    """Expected clicks of the oracle's slate: the top ``len(pos)`` of each request's window
+    by true probability, slot j weighted by the position bias ``pos[j]``.
+
+    ``tvt``/``tbias`` are the oracle pools' true item vectors and base logit + item terms,
+    extended (see :func:`extended`); other arguments as in :func:`model_slates`. Returns
+    (B,)."""
+    B = true_u.shape[0]
+    k = pos.shape[0]
+    out = np.empty(B)
+    sc = np.empty(K, np.float32)
+    vals = np.empty(k, np.float32)
+    top = np.empty(k, np.int64)
+    cand = np.empty(K, np.int64)
+    for r in range(B):
+        q = r // batch_size
+        _window_scores(sc, true_u[r], np.float32(scale), tvt[q], tbias[q], start[r])
+        n = _top_k(sc, vals, top, cand)
+        e = 0.0
+        for j in range(n):
+            e += pos[j] / (1.0 + math.exp(-vals[j]))
+        out[r] = e
+    return out
+
+
+@njit(cache=True, nogil=True)
+def first_distinct(draw, k, seen):
+    """The first ``k`` distinct values of ``draw``, in draw order (fewer if it has fewer).
+    ``seen`` is a scratch bool array over the values, all False on entry and on exit."""
+    out = np.empty(k, np.int64)
+    n = 0
+    for x in draw:
+        if not seen[x]:
+            seen[x] = True
+            out[n] = x
+            n += 1
+            if n == k:
+                break
+    for j in range(n):
+        seen[out[j]] = False
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def first_distinct_rows(draws, k, seen):
+    """:func:`first_distinct` of each row of ``draws``: (rows, k) values and whether each
+    row had k distinct values (incomplete rows are left partly unset)."""
+    out = np.empty((draws.shape[0], k), np.int64)
+    complete = np.zeros(draws.shape[0], np.bool_)
+    for q in range(draws.shape[0]):
+        got = first_distinct(draws[q], k, seen)
+        out[q, : len(got)] = got
+        complete[q] = len(got) == k
+    return out, complete
