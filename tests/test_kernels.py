@@ -184,9 +184,10 @@ def test_model_slates_rank_each_window_and_price_the_slate_with_the_truth():
     items = np.full((B, 10), -1)
     p = np.zeros((B, 10), np.float32)
     ivt, ib = extended(a["ivec"], a["ibias"], K)
+    tvt, tb = extended(a["tvec"], -1.5 + a["terms"], K)
     model_slates(
-        a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], a["tvec"], a["terms"],
-        -1.5, 2.0, a["pools"], pos, items, p,
+        a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], tvt, tb, 2.0, a["pools"], pos,
+        items, p,
     )  # fmt: skip
     np.testing.assert_array_equal(items[:, :m], a["pools"][q[:, None], best])
     np.testing.assert_allclose(p[:, :m], sigmoid(z) * pos, rtol=1e-5, atol=1e-6)
@@ -207,6 +208,23 @@ def test_oracle_expected_clicks_are_the_best_k_of_each_window_by_truth():
     tvt, tb = extended(a["tvec"], bias, K)
     got = oracle_expected(a["true_u"], tvt, tb, a["start"], K, pos, bs, 1.7)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_true_pools_are_the_worlds_truth_in_the_extended_layout():
+    sim = Simulation(tiny())
+    w = sim.world
+    w.advance(5_000.0)
+    rng = np.random.default_rng(6)
+    pools = rng.choice(w.items.active, (3, 40))
+    K = 15
+    got_v, got_b = sim.server._truth(pools, K, 5_000.0)
+    want_v, want_b = extended(
+        w.items.t.vec[pools],
+        w.cfg.clicks.base_logit + w.item_terms(pools.ravel(), 5_000.0).reshape(pools.shape),
+        K,
+    )
+    np.testing.assert_array_equal(got_v, want_v)
+    np.testing.assert_allclose(got_b, want_b, rtol=1e-6)
 
 
 def test_first_distinct_keeps_draw_order_and_clears_its_scratch():

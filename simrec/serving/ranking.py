@@ -29,6 +29,27 @@ def extended(vecs: np.ndarray, bias: np.ndarray, K: int) -> tuple[np.ndarray, np
 
 
 @njit(cache=True, nogil=True)
+def true_pools(pools, K, t, vec, quality, birth_s, topic, popularity, boost, decay_s, base):
+    """The truth of each pool's items in the extended layout: vectors (nb, d, M + K - 1)
+    and base logit + quality + freshness + topic popularity (nb, M + K - 1), freshness being
+    ``boost * exp(-age / decay_s)`` as in :meth:`simrec.world.items.Items.freshness`."""
+    nb, M = pools.shape
+    d = vec.shape[1]
+    W = M + K - 1
+    vt = np.empty((nb, d, W), np.float32)
+    bias = np.empty((nb, W), np.float32)
+    for q in range(nb):
+        for c in range(W):
+            i = pools[q, c % M]
+            age = max(t - birth_s[i], 0.0)
+            fresh = np.float32(boost * math.exp(-age / decay_s))
+            bias[q, c] = base + (quality[i] + fresh + popularity[topic[i]])
+            for a in range(d):
+                vt[q, a, c] = vec[i, a]
+    return vt, bias
+
+
+@njit(cache=True, nogil=True)
 def _window_scores(sc, u, scale, vt, bias, c0):
     """sc[j] = bias[c0 + j] + scale * <u, vt[:, c0 + j]> for j < len(sc)."""
     K = sc.shape[0]
@@ -93,7 +114,7 @@ def _top_k(sc, vals, top, cand):
 
 @njit(cache=True, nogil=True)
 def model_slates(
-    uvec, ivt, ibias, start, K, batch_size, true_u, tvec, terms, base, scale, pools, pos, items, p
+    uvec, ivt, ibias, start, K, batch_size, true_u, tvt, tbias, scale, pools, pos, items, p
 ):
     """Rank each request's window by the model and fill the first ``len(pos)`` slots of
     its slate, best first, with the true click probability of each shown item.
@@ -103,14 +124,14 @@ def model_slates(
         ivt, ibias: the model's item vectors and biases of each batch's pool, extended
             (see :func:`extended`).
         start: (B,) window offsets; K: window length (<= M).
-        true_u: (B, d) true interests; tvec (nb, M, d) true item vectors of the pools;
-            terms (nb, M) their quality + freshness + topic popularity.
-        base, scale: base logit and affinity scale of the true click model.
+        true_u: (B, d) true interests; tvt, tbias: the pools' true item vectors and base
+            logit + item terms, extended (see :func:`true_pools`).
+        scale: affinity scale of the true click model.
         pools: (nb, M) item ids of the pools; pos: (m,) position bias of the slots to fill.
         items, p: (B, >= m) slates and click probabilities, written in place.
     """
     B, d = uvec.shape
-    M = tvec.shape[1]
+    M = pools.shape[1]
     k = pos.shape[0]
     sc = np.empty(K, np.float32)
     vals = np.empty(k, np.float32)
@@ -127,8 +148,8 @@ def model_slates(
                 c -= M
             dot = np.float32(0.0)
             for a in range(d):
-                dot += true_u[r, a] * tvec[q, c, a]
-            z = base + scale * dot + terms[q, c]
+                dot += true_u[r, a] * tvt[q, a, c]
+            z = tbias[q, c] + scale * dot
             items[r, j] = pools[q, c]
             p[r, j] = pos[j] / (1.0 + math.exp(-z))
 

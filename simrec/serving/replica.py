@@ -34,6 +34,7 @@ from simrec.serving.ranking import (
     first_distinct_rows,
     model_slates,
     oracle_expected,
+    true_pools,
 )
 from simrec.world.clicks import position_bias, sigmoid
 from simrec.world.world import World
@@ -135,7 +136,9 @@ class Server:
         true_u = world.users.interests(users, t)
         # the oracle's counterfactual (top k by true probability among K candidates of all
         # live items), computed meanwhile in a worker thread when one is given
-        oracle_job = self._submit(oracle_expected, *self._oracle_inputs(true_u, t, n_batches))
+        opools, ostart, oK = self._retrieve(world.items.active, B, n_batches, self.rng_oracle)
+        oracle_pos = self.pos[: min(k, oK)]
+        oracle_job = self._submit(self._oracle, true_u, opools, ostart, oK, oracle_pos, t)
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
         uvec, known = version.user_side(users, t)
@@ -156,9 +159,7 @@ class Server:
                 K,
                 bs,
                 true_u,
-                world.items.t.vec[flat].reshape(nb, M, d),
-                self._terms(flat, t).reshape(nb, M),
-                c.base_logit,
+                *self._truth(pools, K, t),
                 c.affinity_scale,
                 pools,
                 self.pos[:m],
@@ -170,23 +171,22 @@ class Server:
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
         oracle = oracle_job.result()
-        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, len(self._opos))
+        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, len(oracle_pos))
 
-    def _oracle_inputs(self, true_u: np.ndarray, t: float, n_batches: int) -> tuple:
-        world = self.world
-        c = world.cfg.clicks
-        opools, ostart, oK = self._retrieve(
-            world.items.active, len(true_u), n_batches, self.rng_oracle
-        )
-        flat = opools.ravel()
-        nb, M = opools.shape
-        tvt, tbias = extended(
-            world.items.t.vec[flat].reshape(nb, M, world.items.d),
-            c.base_logit + self._terms(flat, t).reshape(nb, M),
-            oK,
-        )
-        self._opos = self.pos[: min(self.cfg.slate_size, oK)]
-        return true_u, tvt, tbias, ostart, oK, self._opos, self.batch_size, c.affinity_scale
+    def _oracle(
+        self,
+        true_u: np.ndarray,
+        pools: np.ndarray,
+        start: np.ndarray,
+        K: int,
+        pos: np.ndarray,
+        t: float,
+    ) -> np.ndarray:
+        """Expected clicks (B,) of the oracle's slates over its pools (compiled code only,
+        so that it can run beside the request path)."""
+        tvt, tbias = self._truth(pools, K, t)
+        scale = self.world.cfg.clicks.affinity_scale
+        return oracle_expected(true_u, tvt, tbias, start, K, pos, self.batch_size, scale)
 
     def _submit(self, fn, *args) -> Future:
         """``fn(*args)`` in the worker thread if there is one, else now."""
@@ -256,5 +256,19 @@ class Server:
                     return out
         return rng.choice(n, k, replace=False)
 
-    def _terms(self, pool: np.ndarray, t: float) -> np.ndarray:
-        return self.world.item_terms(pool, t)
+    def _truth(self, pools: np.ndarray, K: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        w = self.world
+        it = w.items.t
+        return true_pools(
+            pools,
+            K,
+            t,
+            it.vec,
+            it.quality,
+            it.birth_s,
+            it.topic,
+            w.topics.popularity,
+            w.items.cfg.freshness_boost,
+            w.items.cfg.freshness_decay_s,
+            w.cfg.clicks.base_logit,
+        )

@@ -15,7 +15,6 @@ from numba import njit
 from simrec.columns import Columns
 from simrec.config import DAY_S, InterestSettings, UserSettings
 from simrec.world.diurnal import Diurnal
-from simrec.world.interests import ou_step
 
 
 class Users:
@@ -79,7 +78,8 @@ class Users:
         # Anonymous sessions make up `anonymous_share` of all requests on average.
         a = cfg.anonymous_share
         self.session_rate_per_s = a / (1 - a) * cfg.initial * mean_rate / cfg.session_requests_mean
-        self.active = np.empty(0, dtype=np.int64)
+        self._active = np.empty(0, dtype=np.int64)
+        self._born: list[np.ndarray] = []  # ids added since `active` was last materialised
         self._pools = {False: _RatePool(), True: _RatePool()}
         self._next_compaction = 3_600.0
         self._mark = np.zeros(0, dtype=np.bool_)  # scratch of `_distinct_behind`
@@ -115,7 +115,7 @@ class Users:
             )
             tb.home[ids] = r.choice(len(self.dc_p), size=n, p=self.dc_p)
         tb.death_s[ids] = np.maximum(birth, t) + life
-        self.active = np.concatenate([self.active, ids])
+        self._born.append(ids)
         self._pools[anonymous].add(ids, tb.rate_per_s[ids])
         return ids
 
@@ -128,11 +128,20 @@ class Users:
         born_anon = self.rng_anon.uniform(t0, t1, n_anon)
         anon = self._add(n_anon, born_anon, t0, anonymous=True)
         if t1 >= self._next_compaction:  # dead users are dropped lazily, once a sim hour
-            self.active = self.active[self.t.death_s[self.active] > t1]
+            active = self.active
+            self._active = active[self.t.death_s[active] > t1]
             for pool in self._pools.values():
                 pool.compact(self.t.death_s, t1)
             self._next_compaction = t1 + 3_600.0
         return np.concatenate([reg, anon])
+
+    @property
+    def active(self) -> np.ndarray:
+        """Ids born so far and not yet dropped (dead ones are dropped once a sim hour)."""
+        if self._born:
+            self._active = np.concatenate([self._active, *self._born])
+            self._born = []
+        return self._active
 
     # --- traffic ------------------------------------------------------------------------
     def sample_requests(self, t0: float, t1: float, rng: np.random.Generator) -> np.ndarray:
@@ -153,18 +162,16 @@ class Users:
     # --- interests ----------------------------------------------------------------------
     def interests(self, ids: np.ndarray, t: float) -> np.ndarray:
         """True interest vectors (len(ids), d) at time ``t``; advances the drift of ``ids``
-        (each distinct id once, in increasing id order)."""
+        (each distinct id once, in increasing id order, by :func:`ou_step`'s transition)."""
         tb = self.t
         if len(self._mark) < tb.size:
             self._mark = np.zeros(2 * tb.size, dtype=np.bool_)
         u = _distinct_behind(ids, tb.drift_t, t, self._mark)
-        if len(u):
-            u.sort()
-            tb.drift[u] = ou_step(
-                tb.drift[u], t - tb.drift_t[u], self.kappa, self.drift_var, self.rng_i
-            )
-            tb.drift_t[u] = t
-        return tb.taste[ids] + tb.drift[ids]
+        u.sort()
+        xi = self.rng_i.standard_normal((len(u), self.d), dtype=np.float32)
+        return _drift_and_read(
+            ids, u, xi, t, self.kappa, self.drift_var, tb.taste, tb.drift, tb.drift_t
+        )
 
     def alive_ids(self, t: float) -> np.ndarray:
         """Ids alive at ``t`` (born by then, not dead; ``active`` may still hold some dead)."""
@@ -187,6 +194,25 @@ def _distinct_behind(ids, drift_t, t, mark):
     for j in range(n):
         mark[out[j]] = False
     return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def _drift_and_read(ids, moving, xi, t, kappa, var, taste, drift, drift_t):
+    """Advance the drift of ``moving`` to ``t`` with standard normals ``xi`` (exactly as
+    :func:`simrec.world.interests.ou_step`), then return taste + drift of ``ids``."""
+    for j in range(len(moving)):
+        u = moving[j]
+        decay = math.exp(-kappa * (t - drift_t[u]))
+        sd = math.sqrt(var * (1.0 - decay * decay))
+        for a in range(drift.shape[1]):
+            drift[u, a] = np.float32(drift[u, a] * decay + sd * xi[j, a])
+        drift_t[u] = t
+    out = np.empty((len(ids), taste.shape[1]), np.float32)
+    for r in range(len(ids)):
+        u = ids[r]
+        for a in range(taste.shape[1]):
+            out[r, a] = taste[u, a] + drift[u, a]
+    return out
 
 
 class _RatePool:
