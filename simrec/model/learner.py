@@ -23,7 +23,7 @@ from simrec.columns import Columns
 from simrec.config import LearnerSettings
 from simrec.model.log import Examples
 from simrec.model.sgd import train_minibatches
-from simrec.model.version import AGE_TAUS_S, LearnedVersion
+from simrec.model.version import AGE_POWERS, AGE_TAUS_S, LearnedVersion
 
 
 @dataclass
@@ -175,6 +175,7 @@ class Learner:
             cat.topic,
             cat.birth_s,
             AGE_TAUS_S,
+            AGE_POWERS,
             ut.vec,
             ut.known,
             ut.seen,

@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
+from simrec.model.version import age_phi
+
 EPS = 1e-8
 
 
@@ -48,6 +50,7 @@ def train_minibatches(
     item_topic,
     item_birth,
     age_taus,
+    age_powers,
     U,
     u_known,
     u_seen,
@@ -145,9 +148,8 @@ def train_minibatches(
             tp = item_topic[i]
             k = ex_slot[x]
             z = dense[0] + dense[1 + k] + tb[tp] + b[i]
-            age = max(ex_t[x] - item_birth[i], 0.0)
+            age_phi(ex_t[x] - item_birth[i], age_taus, age_powers, phi)
             for a in range(n_age):
-                phi[a] = np.float32(math.exp(-age / age_taus[a]))
                 z += phi[a] * dense[1 + slate + a]
             known = u_known[u]
             if known:
