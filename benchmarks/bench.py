@@ -4,19 +4,20 @@ For the default scenario (``simrec.Config()``: policy hourly over infra single_d
 of scales (users.initial 10 k, 100 k, 1 M; items.initial = users / 4, the default ratio), each
 scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 
-* simulated requests per wall-second (and per CPU-second), end to end through ``simrec.run``
-  (build, run, results); requests are counted in warm-up too, which is served the same way;
-* the CPU time of each engine stage, in microseconds per request, measured by timers wrapped
-  around the stage functions from outside (the stages are disjoint; ``other`` is the rest of
-  the run: SimPy, glue, coverage counters, policy bookkeeping); CPU rather than wall time so
-  that other processes on the machine do not inflate it (end-to-end numbers give both);
+* simulated requests per wall-second (and per CPU-second of all threads), end to end through
+  ``simrec.run`` (build, run, results) with the default two threads, after a tiny run has
+  loaded the compiled kernels; requests are counted in warm-up too, served the same way;
+* the CPU time of each engine stage (of the thread it runs in), in microseconds per
+  request, measured by timers wrapped around the stage functions from outside (the stages
+  are disjoint; ``other`` is the rest of the process's CPU time in the run: SimPy, glue,
+  thread hand-offs, coverage counters, policy bookkeeping);
 * the naive reference (benchmarks/naive_reference.py) on the middle scale's configuration,
   capped at ``--reference-requests`` requests.
 
 A scale simulates ``--requests`` requests (at most ``--max-sim-days`` days), one third warm-up
 and two thirds measured, like the default 1 + 2 days. The last line printed is one JSON object.
 
-    python benchmarks/bench.py            # ~5 min on 2 idle cores
+    python benchmarks/bench.py            # ~3 min on 2 idle cores
     python benchmarks/bench.py --quick    # ~25 s
 """
 
