@@ -95,6 +95,21 @@ def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powe
     return vecs, bias
 
 
+@njit(cache=True, nogil=True)
+def _learned_users(ids, U, known, fallback):
+    """:meth:`LearnedVersion.user_side`: rows of ``U``, or ``fallback`` for users the version
+    lacks; and which users it knows."""
+    vecs = np.empty((len(ids), U.shape[1]), np.float32)
+    kn = np.empty(len(ids), np.bool_)
+    for r in range(len(ids)):
+        u = ids[r]
+        kn[r] = u < len(known) and known[u]
+        row = U[u] if kn[r] else fallback
+        for a in range(U.shape[1]):
+            vecs[r, a] = row[a]
+    return vecs, kn
+
+
 def _lookup(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """mask[ids] with ids beyond the table counted as absent."""
     n = len(mask)
@@ -152,11 +167,7 @@ class LearnedVersion:
         return _lookup(self.u_known, ids)
 
     def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-        known = self.known_users(ids)
-        vecs = np.empty((len(ids), self.U.shape[1]), dtype=np.float32)
-        vecs[known] = self.U[ids[known]]
-        vecs[~known] = self.u_fallback
-        return vecs, known
+        return _learned_users(ids, self.U, self.u_known, self.u_fallback)
 
     def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if np.ndim(t) == 0:

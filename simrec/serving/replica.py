@@ -21,6 +21,7 @@ For the requests of one datacenter in one time step, in batches of ``sim.batch_s
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -227,11 +228,9 @@ class Server:
         request's candidates are K consecutive entries (wrapping) of its batch's pool."""
         n = len(corpus)
         M = min(n, self.cfg.pool_size)
-        if n > 8 * M:  # sparse draws: oversample, keep the first M distinct in draw order
-            if len(self._seen) < n:
-                self._seen = np.zeros(2 * n, dtype=bool)
-            draws = rng.integers(0, n, (n_batches, int(M * 1.3) + 8))
-            picks, complete = first_distinct_rows(draws, M, self._seen)
+        if n > M:  # oversample, keep the first M distinct of each row in draw order
+            draws = rng.integers(0, n, n_batches * _draws(n, M)).reshape(n_batches, -1)
+            picks, complete = first_distinct_rows(draws, M, self._scratch(n))
             for q in np.flatnonzero(~complete):  # rare: redraw that pool on its own
                 picks[q] = self._sample(rng, n, M)
         else:
@@ -247,14 +246,15 @@ class Server:
         """``min(n, k)`` distinct indices below ``n``, uniformly, in random order."""
         if k >= n:
             return rng.permutation(n)
-        if n > 8 * k:  # sparse draw: oversample, keep the first k distinct in draw order
-            if len(self._seen) < n:
-                self._seen = np.zeros(2 * n, dtype=bool)
-            while True:
-                out = first_distinct(rng.integers(0, n, int(k * 1.3) + 8), k, self._seen)
-                if len(out) == k:
-                    return out
-        return rng.choice(n, k, replace=False)
+        while True:  # the first k distinct of uniform draws, in draw order
+            out = first_distinct(rng.integers(0, n, _draws(n, k)), k, self._scratch(n))
+            if len(out) == k:
+                return out
+
+    def _scratch(self, n: int) -> np.ndarray:
+        if len(self._seen) < n:
+            self._seen = np.zeros(2 * n, dtype=bool)
+        return self._seen
 
     def _truth(self, pools: np.ndarray, K: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         w = self.world
@@ -272,3 +272,10 @@ class Server:
             w.items.cfg.freshness_decay_s,
             w.cfg.clicks.base_logit,
         )
+
+
+def _draws(n: int, k: int) -> int:
+    """Uniform draws below ``n`` that hold ``k < n`` distinct values with high probability:
+    the expected number, n ln(n / (n - k)), plus a margin (a short row is redrawn)."""
+    expected = n * (math.log(n) - math.log(n - k))
+    return int(1.1 * expected + 4 * math.sqrt(expected) + 8)

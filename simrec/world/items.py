@@ -8,6 +8,7 @@ import numpy as np
 
 from simrec.columns import Columns
 from simrec.config import DAY_S, ItemSettings
+from simrec.rng import categorical
 from simrec.world.diurnal import Diurnal
 from simrec.world.topics import Topics
 
@@ -61,7 +62,7 @@ class Items:
         if n == 0:
             return ids
         tb = self.t
-        topic = self.rng.choice(self.topics.count, size=n, p=self.topics.arrival_weights())
+        topic = categorical(self.rng, self.topics.arrival_weights(), n)
         tb.topic[ids] = topic
         tb.vec[ids] = self.topics.centres[topic] + self.rng.normal(
             0, math.sqrt(self.cfg.spread_var / self.d), (n, self.d)

@@ -14,6 +14,7 @@ from numba import njit
 
 from simrec.columns import Columns
 from simrec.config import DAY_S, InterestSettings, UserSettings
+from simrec.rng import categorical
 from simrec.world.diurnal import Diurnal
 
 
@@ -100,7 +101,7 @@ class Users:
             r = self.rng_anon
             life = r.exponential(self.cfg.session_length_s, n)
             tb.rate_per_s[ids] = self.cfg.session_requests_mean / self.cfg.session_length_s
-            tb.home[ids] = r.choice(len(self.dc_p), size=n, p=self.dc_p)
+            tb.home[ids] = categorical(r, self.dc_p, n)
         else:
             r = self.rng
             life = (
@@ -113,7 +114,7 @@ class Users:
                 / DAY_S
                 * np.exp(r.normal(0, self.cfg.activity_sigma, n))
             )
-            tb.home[ids] = r.choice(len(self.dc_p), size=n, p=self.dc_p)
+            tb.home[ids] = categorical(r, self.dc_p, n)
         tb.death_s[ids] = np.maximum(birth, t) + life
         self._born.append(ids)
         self._pools[anonymous].add(ids, tb.rate_per_s[ids])
