@@ -45,12 +45,21 @@ def test_fresher_policies_serve_better(two_days):
 
 
 def test_frozen_model_decays_over_time(two_days):
-    ts = two_days["frozen"].timeseries
-    a = ts[ts.cohort == "all"]
-    day = (a.time_s // 86_400).astype(int)
-    per_day = a.groupby(day)[["expected_clicks", "oracle_expected_clicks"]].sum()
-    rel = per_day.expected_clicks / per_day.oracle_expected_clicks
-    assert rel.iloc[1] < rel.iloc[0] - 0.02
+    """Relative CTR (policy / oracle) of the frozen model falls from the first measured day
+    to the second in every seed, by 0.045 on average over seeds 0-2 (measured; one seed's
+    drop ranges 0.015-0.07, so the threshold is on the mean)."""
+
+    def drop(result: simrec.Result) -> float:
+        ts = result.timeseries
+        a = ts[ts.cohort == "all"]
+        day = (a.time_s // 86_400).astype(int)
+        per_day = a.groupby(day)[["expected_clicks", "oracle_expected_clicks"]].sum()
+        rel = per_day.expected_clicks / per_day.oracle_expected_clicks
+        return float(rel.iloc[0] - rel.iloc[1])
+
+    drops = [drop(two_days["frozen"]), *(drop(run("frozen", seed=s)) for s in (1, 2))]
+    assert min(drops) > 0
+    assert np.mean(drops) > 0.02
 
 
 def test_diminishing_returns_as_the_interval_shrinks(two_days):
