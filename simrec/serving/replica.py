@@ -113,7 +113,7 @@ class Server:
         self.rng_oracle = rng_oracle
         self.batch_size = batch_size
         self.executor: Executor | None = None  # set by the engine to overlap the oracle
-        self._seen = np.zeros(0, dtype=bool)  # scratch of `first_distinct`
+        self._seen = {False: np.zeros(0, bool), True: np.zeros(0, bool)}  # see `_scratch`
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
         self.model_slot = np.arange(cfg.slate_size) < n_model
@@ -136,10 +136,10 @@ class Server:
         n_batches = -(-B // bs)
         true_u = world.users.interests(users, t)
         # the oracle's counterfactual (top k by true probability among K candidates of all
-        # live items), computed meanwhile in a worker thread when one is given
-        opools, ostart, oK = self._retrieve(world.items.active, B, n_batches, self.rng_oracle)
-        oracle_pos = self.pos[: min(k, oK)]
-        oracle_job = self._submit(self._oracle, true_u, opools, ostart, oK, oracle_pos, t)
+        # live items), computed meanwhile in a worker thread when one is given (it alone
+        # draws from the oracle's stream, so the order of draws does not change)
+        oracle_job = self._submit(self._oracle, true_u, world.items.active, n_batches, t)
+        oracle_slots = min(k, cfg.candidates, cfg.pool_size, len(world.items.active))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
         uvec, known = version.user_side(users, t)
@@ -172,20 +172,17 @@ class Server:
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
         oracle = oracle_job.result()
-        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, len(oracle_pos))
+        return Served(users, ~known, items, self.model_slot, p, clicks, oracle, oracle_slots)
 
     def _oracle(
-        self,
-        true_u: np.ndarray,
-        pools: np.ndarray,
-        start: np.ndarray,
-        K: int,
-        pos: np.ndarray,
-        t: float,
+        self, true_u: np.ndarray, corpus: np.ndarray, n_batches: int, t: float
     ) -> np.ndarray:
-        """Expected clicks (B,) of the oracle's slates over its pools (compiled code only,
-        so that it can run beside the request path)."""
+        """Expected clicks (B,) of the oracle's slates, from pools of ``corpus`` drawn on the
+        oracle's stream (touches nothing the request path writes, so that it can run beside
+        it)."""
+        pools, start, K = self._retrieve(corpus, len(true_u), n_batches, self.rng_oracle)
         tvt, tbias = self._truth(pools, K, t)
+        pos = self.pos[: min(self.cfg.slate_size, K)]
         scale = self.world.cfg.clicks.affinity_scale
         return oracle_expected(true_u, tvt, tbias, start, K, pos, self.batch_size, scale)
 
@@ -230,7 +227,7 @@ class Server:
         M = min(n, self.cfg.pool_size)
         if n > M:  # oversample, keep the first M distinct of each row in draw order
             draws = rng.integers(0, n, n_batches * _draws(n, M)).reshape(n_batches, -1)
-            picks, complete = first_distinct_rows(draws, M, self._scratch(n))
+            picks, complete = first_distinct_rows(draws, M, self._scratch(n, rng))
             for q in np.flatnonzero(~complete):  # rare: redraw that pool on its own
                 picks[q] = self._sample(rng, n, M)
         else:
@@ -247,14 +244,17 @@ class Server:
         if k >= n:
             return rng.permutation(n)
         while True:  # the first k distinct of uniform draws, in draw order
-            out = first_distinct(rng.integers(0, n, _draws(n, k)), k, self._scratch(n))
+            out = first_distinct(rng.integers(0, n, _draws(n, k)), k, self._scratch(n, rng))
             if len(out) == k:
                 return out
 
-    def _scratch(self, n: int) -> np.ndarray:
-        if len(self._seen) < n:
-            self._seen = np.zeros(2 * n, dtype=bool)
-        return self._seen
+    def _scratch(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Scratch of :func:`first_distinct`, one per stream (the oracle's draws may run in
+        the worker thread at the same time as the request path's)."""
+        key = rng is self.rng_oracle
+        if len(self._seen[key]) < n:
+            self._seen[key] = np.zeros(2 * n, dtype=bool)
+        return self._seen[key]
 
     def _truth(self, pools: np.ndarray, K: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         w = self.world
