@@ -30,9 +30,19 @@ def extended(vecs: np.ndarray, bias: np.ndarray, K: int) -> tuple[np.ndarray, np
 
 @njit(cache=True, nogil=True)
 def true_pools(pools, K, t, vec, quality, birth_s, topic, popularity, boost, decay_s, base):
-    """The truth of each pool's items in the extended layout: vectors (nb, d, M + K - 1)
-    and base logit + quality + freshness + topic popularity (nb, M + K - 1), freshness being
-    ``boost * exp(-age / decay_s)`` as in :meth:`simrec.world.items.Items.freshness`."""
+    """The truth of each pool's items at time ``t`` (s) in the extended layout.
+
+    Args:
+        pools: (nb, M) item ids; K: window length.
+        vec, quality, birth_s, topic: the catalogue's columns; popularity: topic
+            popularity now (logits).
+        boost, decay_s: freshness ``boost * exp(-age / decay_s)`` (logits, s), as in
+            :meth:`simrec.world.items.Items.freshness`; base: base logit.
+
+    Returns:
+        vectors (nb, d, M + K - 1) and base + quality + freshness + topic popularity
+        (nb, M + K - 1).
+    """
     nb, M = pools.shape
     d = vec.shape[1]
     W = M + K - 1
