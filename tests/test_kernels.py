@@ -184,10 +184,9 @@ def test_model_slates_rank_each_window_and_price_the_slate_with_the_truth():
     items = np.full((B, 10), -1)
     p = np.zeros((B, 10), np.float32)
     ivt, ib = extended(a["ivec"], a["ibias"], K)
-    tvt, tb = extended(a["tvec"], -1.5 + a["terms"], K)
     model_slates(
-        a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], tvt, tb, 2.0, a["pools"], pos,
-        items, p,
+        a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], a["tvec"], -1.5 + a["terms"], 2.0,
+        a["pools"], pos, items, p,
     )  # fmt: skip
     np.testing.assert_array_equal(items[:, :m], a["pools"][q[:, None], best])
     np.testing.assert_allclose(p[:, :m], sigmoid(z) * pos, rtol=1e-5, atol=1e-6)
@@ -225,6 +224,9 @@ def test_true_pools_are_the_worlds_truth_in_the_extended_layout():
     )
     np.testing.assert_array_equal(got_v, want_v)
     np.testing.assert_allclose(got_b, want_b, rtol=1e-6)
+    rows_v, rows_b = sim.server._truth(pools, K, 5_000.0, rows=True)
+    np.testing.assert_array_equal(rows_v, w.items.t.vec[pools])
+    np.testing.assert_allclose(rows_b, want_b[:, : pools.shape[1]], rtol=1e-6)
 
 
 def test_first_distinct_keeps_draw_order_and_clears_its_scratch():

@@ -29,8 +29,10 @@ def extended(vecs: np.ndarray, bias: np.ndarray, K: int) -> tuple[np.ndarray, np
 
 
 @njit(cache=True, nogil=True)
-def true_pools(pools, K, t, vec, quality, birth_s, topic, popularity, boost, decay_s, base):
-    """The truth of each pool's items at time ``t`` (s) in the extended layout.
+def true_pools(
+    pools, K, t, vec, quality, birth_s, topic, popularity, boost, decay_s, base, rows=False
+):
+    """The truth of each pool's items at time ``t`` (s).
 
     Args:
         pools: (nb, M) item ids; K: window length.
@@ -38,15 +40,16 @@ def true_pools(pools, K, t, vec, quality, birth_s, topic, popularity, boost, dec
             popularity now (logits).
         boost, decay_s: freshness ``boost * exp(-age / decay_s)`` (logits, s), as in
             :meth:`simrec.world.items.Items.freshness`; base: base logit.
+        rows: the items' rows, (nb, M, d) and (nb, M), instead of the extended layout.
 
     Returns:
         vectors (nb, d, M + K - 1) and base + quality + freshness + topic popularity
-        (nb, M + K - 1).
+        (nb, M + K - 1); with ``rows``, (nb, M, d) and (nb, M).
     """
     nb, M = pools.shape
     d = vec.shape[1]
-    W = M + K - 1
-    vt = np.empty((nb, d, W), np.float32)
+    W = M if rows else M + K - 1
+    vt = np.empty((nb, W, d) if rows else (nb, d, W), np.float32)
     bias = np.empty((nb, W), np.float32)
     for q in range(nb):
         for c in range(W):
@@ -55,7 +58,10 @@ def true_pools(pools, K, t, vec, quality, birth_s, topic, popularity, boost, dec
             fresh = np.float32(boost * math.exp(-age / decay_s))
             bias[q, c] = base + (quality[i] + fresh + popularity[topic[i]])
             for a in range(d):
-                vt[q, a, c] = vec[i, a]
+                if rows:
+                    vt[q, c, a] = vec[i, a]
+                else:
+                    vt[q, a, c] = vec[i, a]
     return vt, bias
 
 
@@ -124,7 +130,7 @@ def _top_k(sc, vals, top, cand):
 
 @njit(cache=True, nogil=True)
 def model_slates(
-    uvec, ivt, ibias, start, K, batch_size, true_u, tvt, tbias, scale, pools, pos, items, p
+    uvec, ivt, ibias, start, K, batch_size, true_u, tvec, tbias, scale, pools, pos, items, p
 ):
     """Rank each request's window by the model and fill the first ``len(pos)`` slots of
     its slate, best first, with the true click probability of each shown item.
@@ -134,8 +140,8 @@ def model_slates(
         ivt, ibias: the model's item vectors and biases of each batch's pool, extended
             (see :func:`extended`).
         start: (B,) window offsets; K: window length (<= M).
-        true_u: (B, d) true interests; tvt, tbias: the pools' true item vectors and base
-            logit + item terms, extended (see :func:`true_pools`).
+        true_u: (B, d) true interests; tvec, tbias: the pools' true item vectors and base
+            logit + item terms, as rows (see :func:`true_pools`).
         scale: affinity scale of the true click model.
         pools: (nb, M) item ids of the pools; pos: (m,) position bias of the slots to fill.
         items, p: (B, >= m) slates and click probabilities, written in place.
@@ -158,7 +164,7 @@ def model_slates(
                 c -= M
             dot = np.float32(0.0)
             for a in range(d):
-                dot += true_u[r, a] * tvt[q, a, c]
+                dot += true_u[r, a] * tvec[q, c, a]
             z = tbias[q, c] + scale * dot
             items[r, j] = pools[q, c]
             p[r, j] = pos[j] / (1.0 + math.exp(-z))

@@ -160,7 +160,7 @@ class Server:
                 K,
                 bs,
                 true_u,
-                *self._truth(pools, K, t),
+                *self._truth(pools, K, t, rows=True),
                 c.affinity_scale,
                 pools,
                 self.pos[:m],
@@ -256,7 +256,9 @@ class Server:
             self._seen[key] = np.zeros(2 * n, dtype=bool)
         return self._seen[key]
 
-    def _truth(self, pools: np.ndarray, K: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+    def _truth(
+        self, pools: np.ndarray, K: int, t: float, rows: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         w = self.world
         it = w.items.t
         return true_pools(
@@ -271,6 +273,7 @@ class Server:
             w.items.cfg.freshness_boost,
             w.items.cfg.freshness_decay_s,
             w.cfg.clicks.base_logit,
+            rows,
         )
 
 
