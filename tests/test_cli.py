@@ -134,6 +134,7 @@ def test_main_job_compares_every_policy(tmp_path):
         (["policy=hourly", "policy.interval_s=0"], "policy.interval_s"),
         (["policy=hourly", "users.anonymous_share=1.5"], "users.anonymous_share"),
         (["policy=hourly", "infra.uplink_bytes_per_s=-5"], "infra.uplink_bytes_per_s"),
+        (["policy=hourly", "sim.threads=3"], "sim.threads=3 is not allowed: must be 1 or 2"),
     ],
 )
 def test_bad_settings_are_refused_before_running(tmp_path, args, needle):
