@@ -23,20 +23,30 @@ EPS = 1e-8
 
 
 @njit(cache=True, nogil=True)
-def _update(row: np.ndarray, acc: np.ndarray, j: int, grad: np.ndarray, lr: float, ada: bool):
-    """One optimizer step of a row ``row`` (d,) with gradient ``grad`` (d,); its Adagrad
-    accumulator is ``acc[j]``."""
-    d = row.shape[0]
+def _step_row(table, i, acc, grad, lr, ada):
+    """One optimizer step of row ``table[i]`` (d,) with gradient ``grad`` (d,); its Adagrad
+    accumulator (mean squared gradient, summed over steps) is ``acc[i]``."""
+    d = table.shape[1]
     if ada:
         g2 = 0.0
         for a in range(d):
             g2 += grad[a] * grad[a]
-        acc[j] += np.float32(g2 / d)
-        scale = lr / math.sqrt(acc[j] + EPS)
+        acc[i] += np.float32(g2 / d)
+        scale = lr / math.sqrt(acc[i] + EPS)
     else:
         scale = lr
     for a in range(d):
-        row[a] -= np.float32(grad[a] * scale)
+        table[i, a] -= np.float32(grad[a] * scale)
+
+
+@njit(cache=True, nogil=True)
+def _step_scalar(table, i, acc, g, lr, ada):
+    """One optimizer step of the scalar ``table[i]`` with gradient ``g``."""
+    if ada:
+        acc[i] += np.float32(g * g)
+        table[i] -= np.float32(g * lr / math.sqrt(acc[i] + EPS))
+    else:
+        table[i] -= np.float32(g * lr)
 
 
 @njit(cache=True, nogil=True)
@@ -96,7 +106,7 @@ def train_minibatches(
     t_hit = np.zeros(n_topics, np.bool_)
     gd = np.zeros(n_dense)
     vi = np.empty(d, np.float32)
-    phi = np.empty(n_age, np.float32)
+    phis = np.empty((minibatch, n_age), np.float32)
     uu = np.empty(minibatch, np.int64)
     ii = np.empty(minibatch, np.int64)
     gU = np.empty((minibatch, d))
@@ -141,6 +151,8 @@ def train_minibatches(
         gtb[:] = 0.0
         t_hit[:] = False
         gd[:] = 0.0
+        for x in range(s, e):  # item-age features, in a tight loop of their own
+            age_phi(ex_t[x] - item_birth[ex_item[x]], age_taus, age_powers, phis[x - s])
         # logits with the parameters at the start of the minibatch; gradients summed per row
         for x in range(s, e):
             u = ex_user[x]
@@ -148,7 +160,7 @@ def train_minibatches(
             tp = item_topic[i]
             k = ex_slot[x]
             z = dense[0] + dense[1 + k] + tb[tp] + b[i]
-            age_phi(ex_t[x] - item_birth[i], age_taus, age_powers, phi)
+            phi = phis[x - s]
             for a in range(n_age):
                 z += phi[a] * dense[1 + slate + a]
             known = u_known[u]
@@ -181,7 +193,7 @@ def train_minibatches(
                 continue
             for a in range(d):
                 row[a] = np.float32(gU[j, a]) + l2 * U[u, a]
-            _update(U[u], u_acc, u, row, lr, adagrad)
+            _step_row(U, u, u_acc, row, lr, adagrad)
             u_updated[u] = now
             u_stamp[u] = seq
         for j in range(ni):
@@ -189,20 +201,17 @@ def train_minibatches(
             i_slot[i] = -1
             for a in range(d):
                 row[a] = np.float32(gV[j, a]) + l2 * V[i, a]
-            _update(V[i], v_acc, i, row, lr, adagrad)
-            row[0] = np.float32(gb[j])
-            _update(b[i : i + 1], b_acc, i, row[:1], lr, adagrad)
+            _step_row(V, i, v_acc, row, lr, adagrad)
+            _step_scalar(b, i, b_acc, np.float32(gb[j]), lr, adagrad)
             i_updated[i] = now
             i_stamp[i] = seq
         for tp in range(n_topics):
             if t_hit[tp]:
                 for a in range(d):
                     row[a] = np.float32(gT[tp, a])
-                _update(T[tp], T_acc, tp, row, lr, adagrad)
-                row[0] = np.float32(gtb[tp])
-                _update(tb[tp : tp + 1], tb_acc, tp, row[:1], lr, adagrad)
+                _step_row(T, tp, T_acc, row, lr, adagrad)
+                _step_scalar(tb, tp, tb_acc, np.float32(gtb[tp]), lr, adagrad)
         m = e - s
         for a in range(n_dense):
-            row[0] = np.float32(gd[a] / m)
-            _update(dense[a : a + 1], dense_acc, a, row[:1], lr, adagrad)
+            _step_scalar(dense, a, dense_acc, np.float32(gd[a] / m), lr, adagrad)
     return seq

@@ -46,12 +46,12 @@ def age_features(age_s: np.ndarray) -> np.ndarray:
     return np.exp(-np.maximum(age_s, 0.0)[:, None] / AGE_TAUS_S[None, :]).astype(np.float32)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def age_phi(age_s, taus, powers, out):
     """:func:`age_features` of one age into ``out`` (compiled code); ``taus`` and ``powers``
-    are :data:`AGE_TAUS_S` and :data:`AGE_POWERS`."""
+    are :data:`AGE_TAUS_S` and :data:`AGE_POWERS` (the largest time constant last)."""
     age = max(age_s, 0.0)
-    e = math.exp(-age / taus.max())
+    e = math.exp(-age / taus[-1])
     for a in range(len(taus)):
         n = powers[a]
         if n > 0:
