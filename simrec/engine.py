@@ -10,7 +10,10 @@ between ticks; a version that lands between two ticks serves from the next one.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -254,8 +257,11 @@ class Simulation:
         self.env.process(self._warmup())
         self.env.process(self._clock())
         if self.cfg.sim.threads > 1 and self.cfg.learner.join_delay_s > 0:
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="simrec") as pool:
-                self._trainer = self.server.executor = pool
+            with (
+                ThreadPoolExecutor(1, "simrec-train", initializer=_yield_to_serving) as trainer,
+                ThreadPoolExecutor(1, "simrec-oracle") as helper,
+            ):
+                self._trainer, self.server.executor = trainer, helper
                 try:
                     self.env.run(until=self.end_s)
                 finally:
@@ -277,6 +283,14 @@ class Simulation:
             self.end_s,
             time.perf_counter() - t_wall,
         )
+
+
+def _yield_to_serving() -> None:
+    """Lower the training thread's priority: the step waits for the oracle's scoring before
+    it can record (and for training only at its end), so when the two worker threads share
+    a core the oracle should get it first. Where this is not allowed it is only slower."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @njit(cache=True, nogil=True)

@@ -22,9 +22,11 @@ def extended(vecs: np.ndarray, bias: np.ndarray, K: int) -> tuple[np.ndarray, np
     (nb, d, M + K - 1) and (nb, M + K - 1), wrapped round by K - 1 entries."""
     vt = vecs.transpose(0, 2, 1)
     w = K - 1
+    # C order matters: the kernels are compiled per layout, and only C-ordered windows
+    # vectorise
     return (
-        np.concatenate([vt, vt[:, :, :w]], axis=2).astype(np.float32),
-        np.concatenate([bias, bias[:, :w]], axis=1).astype(np.float32),
+        np.ascontiguousarray(np.concatenate([vt, vt[:, :, :w]], axis=2), dtype=np.float32),
+        np.ascontiguousarray(np.concatenate([bias, bias[:, :w]], axis=1), dtype=np.float32),
     )
 
 
