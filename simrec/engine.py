@@ -176,17 +176,17 @@ class Simulation:
             if t >= next_evict and math.isfinite(cfg.learner.row_ttl_s):
                 self.learner.evict(t)
                 next_evict += EVICT_EVERY_S
-            ready = self.log.ready(t, limit_per_step)
             if self._trainer is not None:
-                # the step's examples were logged at least a join delay ago, and training
-                # touches only the learner's tables, which serving never reads (replicas hold
-                # copies): the two can run side by side with the same results
+                # with a join delay the step's own impressions are not yet readable, and
+                # training touches only the learner's tables, which serving never reads
+                # (replicas hold copies): the two run side by side with the same results
+                ready = self.log.ready(t, limit_per_step)
                 training = self._trainer.submit(self.learner.train, ready, t)
                 self._serve_step(t, min(step, self.end_s - t))
                 training.result()
             else:
                 self._serve_step(t, min(step, self.end_s - t))
-                self.learner.train(ready, t)
+                self.learner.train(self.log.ready(t, limit_per_step), t)
             if self._progress is not None:
                 self._progress.update(min(step, self.end_s - t) / 3600)
             yield env.timeout(step)

@@ -147,7 +147,8 @@ def test_join_delay_and_holdout():
             np.zeros(4, np.int16),
             np.zeros(4, np.float32),
         )
-        log.append(ex, holdout=np.array([True, False, False, False]))
+        held = np.array([True, False, False, False])
+        log.add(ex.take(~held), ex.take(held))
     assert len(log.ready(299.0)) == 0
     assert len(log.ready(360.0)) == 6  # t=0 and t=60, three trainable each
     assert len(log.holdout(420.0)) == 3

@@ -74,12 +74,6 @@ class ClickLog:
         self._holdout: deque[Examples] = deque()
         self.pending = 0
 
-    def append(self, ex: Examples, holdout: np.ndarray) -> None:
-        """Log impressions; ``holdout`` marks the held-out ones."""
-        if len(ex) == 0:
-            return
-        self.add(ex.take(~holdout), ex.take(holdout))
-
     def add(self, train: Examples, holdout: Examples) -> None:
         """Log training impressions and held-out impressions."""
         if len(holdout):

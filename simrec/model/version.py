@@ -69,8 +69,9 @@ def age_phi(age_s, taus, powers, out):
 
 @njit(cache=True, nogil=True)
 def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powers):
-    """:meth:`LearnedVersion.item_side` at one time ``t``: vectors T[topic] + V and biases
-    b + tb[topic] + age features . w_age (V and b count as 0 for items the version lacks)."""
+    """:meth:`LearnedVersion.item_side` of items ``ids`` at times ``t`` (one per item, s):
+    vectors T[topic] + V and biases b + tb[topic] + age features . w_age (V and b count as 0
+    for items the version lacks)."""
     n = len(ids)
     d = T.shape[1]
     vecs = np.empty((n, d), np.float32)
@@ -80,7 +81,7 @@ def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powe
         i = ids[j]
         tp = topic[i]
         kn = i < len(known) and known[i]
-        age_phi(t - birth_s[i], taus, powers, phi)
+        age_phi(t[j] - birth_s[i], taus, powers, phi)
         z = tb[tp]
         for a in range(len(taus)):
             z += phi[a] * w_age[a]
@@ -163,36 +164,25 @@ class LearnedVersion:
     def known_items(self, ids: np.ndarray) -> np.ndarray:
         return _lookup(self.i_known, ids)
 
-    def known_users(self, ids: np.ndarray) -> np.ndarray:
-        return _lookup(self.u_known, ids)
-
     def user_side(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
         return _learned_users(ids, self.U, self.u_known, self.u_fallback)
 
     def item_side(self, ids: np.ndarray, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if np.ndim(t) == 0:
-            cat = self.catalogue
-            return _learned_items(
-                ids,
-                float(t),
-                cat.topic,
-                cat.birth_s,
-                self.T,
-                self.V,
-                self.b,
-                self.i_known,
-                self.tb,
-                self.w_age,
-                AGE_TAUS_S,
-                AGE_POWERS,
-            )
-        top = self.catalogue.topic[ids]
-        known = self.known_items(ids)
-        rows = np.where(known, ids, 0)
-        vecs = self.T[top] + self.V[rows] * known[:, None]
-        age = np.asarray(t) - self.catalogue.birth_s[ids]
-        bias = self.b[rows] * known + self.tb[top] + age_features(age) @ self.w_age
-        return vecs, bias
+        cat = self.catalogue
+        return _learned_items(
+            ids,
+            np.broadcast_to(np.asarray(t, dtype=np.float64), ids.shape),
+            cat.topic,
+            cat.birth_s,
+            self.T,
+            self.V,
+            self.b,
+            self.i_known,
+            self.tb,
+            self.w_age,
+            AGE_TAUS_S,
+            AGE_POWERS,
+        )
 
     def predict_proba(
         self, users: np.ndarray, items: np.ndarray, slots: np.ndarray, t: np.ndarray

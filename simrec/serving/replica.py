@@ -139,7 +139,7 @@ class Server:
         # live items), computed meanwhile in a worker thread when one is given (it alone
         # draws from the oracle's stream, so the order of draws does not change)
         oracle_job = self._submit(self._oracle, true_u, world.items.active, n_batches, t)
-        oracle_slots = min(k, cfg.candidates, cfg.pool_size, len(world.items.active))
+        oracle_slots = min(k, self._window(len(world.items.active)))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
         uvec, known = version.user_side(users, t)
@@ -230,14 +230,17 @@ class Server:
             picks, complete = first_distinct_rows(draws, M, self._scratch(n, rng))
             for q in np.flatnonzero(~complete):  # rare: redraw that pool on its own
                 picks[q] = self._sample(rng, n, M)
-        else:
-            picks = np.empty((n_batches, M), dtype=np.int64)
-            for q in range(n_batches):
-                picks[q] = self._sample(rng, n, M)
+        else:  # the pool is the whole corpus, shuffled
+            picks = np.stack([rng.permutation(n) for _ in range(n_batches)])
         pools = corpus[picks]
-        if self.cfg.candidates >= M:
-            return pools, np.zeros(B, dtype=np.int64), M
-        return pools, rng.integers(0, M, B), self.cfg.candidates
+        K = self._window(n)
+        if K == M:  # every request's window is the whole pool
+            return pools, np.zeros(B, dtype=np.int64), K
+        return pools, rng.integers(0, M, B), K
+
+    def _window(self, n: int) -> int:
+        """Candidates per request (K) drawn from a corpus of ``n`` items."""
+        return min(self.cfg.candidates, self.cfg.pool_size, n)
 
     def _sample(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
         """``min(n, k)`` distinct indices below ``n``, uniformly, in random order."""
