@@ -24,6 +24,7 @@ from simrec.serving.ranking import (
 )
 from simrec.serving.replica import Served
 from simrec.world.clicks import sigmoid
+from simrec.world.users import _guided_ids, _RatePool
 
 
 # --- learner ----------------------------------------------------------------------------
@@ -238,6 +239,35 @@ def test_first_distinct_keeps_draw_order_and_clears_its_scratch():
         want = draw[np.sort(first)][:12]
         np.testing.assert_array_equal(first_distinct(draw, 12, seen), want)
         assert not seen.any()
+
+
+def test_rate_pool_draws_are_searchsorted_through_births_and_compaction():
+    """The guide table gives exactly ``searchsorted(cum, x, "right")`` (clamped), for the same
+    uniform draws, while ids are appended and dead ones compacted away; zero rates and
+    heavy-tailed rates included."""
+    rng = np.random.default_rng(4)
+    pool = _RatePool()
+    death = np.full(20_000, np.inf)
+    next_id = 0
+    for step in range(60):
+        k = int(rng.integers(0, 400)) if step else 1_000
+        rates = rng.lognormal(0, 2, k) * (rng.random(k) > 0.05)  # some zero rates
+        pool.add(np.arange(next_id, next_id + k), rates)
+        death[next_id : next_id + k] = step + rng.exponential(20, k)
+        next_id += k
+        if step % 7 == 6:
+            pool.compact(death, step)
+        cum = pool._cum[: pool.n]
+        draw_rng = np.random.default_rng(step)
+        got = pool.draw(1.0, draw_rng)
+        draw_rng = np.random.default_rng(step)
+        n = draw_rng.poisson(cum[-1])
+        x = draw_rng.uniform(0, cum[-1], n)
+        x[:3] = [0.0, cum[-1], np.nextafter(cum[-1], 0)]  # the edges, through the kernel
+        want = pool._ids[np.minimum(np.searchsorted(cum, x, side="right"), pool.n - 1)]
+        np.testing.assert_array_equal(got[3:], want[3:])
+        edges = _guided_ids(cum, pool._ids, x[:3], pool._guide[: pool._nb], pool._w)
+        np.testing.assert_array_equal(edges, want[:3])
 
 
 # --- logging and metrics ----------------------------------------------------------------

@@ -218,13 +218,22 @@ def _drift_and_read(ids, moving, xi, t, kappa, var, taste, drift, drift_t):
 
 class _RatePool:
     """Ids with their request rates as a cumulative sum, for drawing requests in proportion to
-    the rates; births append in amortised O(births), dead ids stay until :meth:`compact`."""
+    the rates; births append in amortised O(births), dead ids stay until :meth:`compact`.
+
+    A draw is the first index whose cumulative rate exceeds a uniform value, as
+    ``searchsorted(cum, x, side="right")``, found from a guide table (the answer for each
+    multiple of a fixed width ``_w``) in about one step instead of a binary search whose
+    ~17 dependent loads miss the cache.
+    """
 
     def __init__(self) -> None:
         self.n = 0
         self._ids = np.empty(1024, dtype=np.int64)
         self._rates = np.empty(1024, dtype=np.float64)
         self._cum = np.empty(1024, dtype=np.float64)
+        self._guide = np.empty(1024, dtype=np.int64)
+        self._nb = 0  # guide entries filled: those of the multiples of `_w` below the total
+        self._w = 0.0
 
     def add(self, ids: np.ndarray, rates: np.ndarray) -> None:
         k = len(ids)
@@ -240,6 +249,7 @@ class _RatePool:
         self._rates[self.n : self.n + k] = rates
         self._cum[self.n : self.n + k] = base + np.cumsum(rates)
         self.n += k
+        self._extend_guide()
 
     def compact(self, death_s: np.ndarray, t: float) -> None:
         ids = self._ids[: self.n]
@@ -250,6 +260,23 @@ class _RatePool:
             self._rates[:m] = self._rates[: self.n][keep]
             self._cum[:m] = np.cumsum(self._rates[:m])
             self.n = m
+            self._nb = 0
+            self._extend_guide()
+
+    def _extend_guide(self) -> None:
+        """Guide entries for the multiples of ``_w`` that the total now passes (a new width,
+        about one id per entry, when the guide is empty)."""
+        if self.n == 0:
+            return
+        total = self._cum[self.n - 1]
+        if self._nb == 0:
+            self._w = total / self.n
+        need = int(total / self._w) + 2
+        if need > len(self._guide):
+            new = np.empty(max(2 * len(self._guide), need), dtype=np.int64)
+            new[: self._nb] = self._guide[: self._nb]
+            self._guide = new
+        self._nb = _fill_guide(self._cum[: self.n], self._w, self._guide, self._nb)
 
     def draw(self, span: float, rng: np.random.Generator) -> np.ndarray:
         """Ids of the requests over a span with rate integral ``span`` per unit rate."""
@@ -258,5 +285,40 @@ class _RatePool:
         cum = self._cum[: self.n]
         total = cum[-1]
         n = rng.poisson(total * span)
-        pos = np.searchsorted(cum, rng.uniform(0, total, n), side="right")
-        return self._ids[np.minimum(pos, self.n - 1)]
+        x = rng.uniform(0, total, n)
+        return _guided_ids(cum, self._ids, x, self._guide[: self._nb], self._w)
+
+
+@njit(cache=True, nogil=True)
+def _fill_guide(cum, w, guide, nb):
+    """guide[b] = searchsorted(cum, b * w, side="right") for b from ``nb`` while b * w is
+    below the total; returns the new count. Entries below ``nb`` stay valid as ``cum``
+    grows by appending (appended values exceed every old one)."""
+    total = cum[-1]
+    i = guide[nb - 1] if nb > 0 else 0
+    b = nb
+    while b * w < total:
+        x = b * w
+        while cum[i] <= x:
+            i += 1
+        guide[b] = i
+        b += 1
+    return b
+
+
+@njit(cache=True, nogil=True)
+def _guided_ids(cum, ids, x, guide, w):
+    """ids[min(searchsorted(cum, x, side="right"), len(cum) - 1)], by the guide table."""
+    n = len(cum)
+    nb = len(guide)
+    out = np.empty(len(x), np.int64)
+    for r in range(len(x)):
+        v = x[r]
+        b = min(int(v / w), nb - 1)
+        while b > 0 and b * w > v:  # guard against rounding in v / w
+            b -= 1
+        i = guide[b]
+        while i < n and cum[i] <= v:
+            i += 1
+        out[r] = ids[min(i, n - 1)]
+    return out
