@@ -77,22 +77,27 @@ def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powe
     vecs = np.empty((n, d), np.float32)
     bias = np.empty(n, np.float32)
     phi = np.empty(len(taus), np.float32)
+    age = np.empty(n)
+    tps = np.empty(n, np.int64)
+    # the rows' gathers first, in a loop that does nothing else, so that many of their
+    # cache misses are in flight at once (the tables are far larger than the core's cache)
     for j in range(n):
         i = ids[j]
-        tp = topic[i]
+        age[j] = t[j] - birth_s[i]
+        tps[j] = topic[i]
         kn = i < len(known) and known[i]
-        age_phi(t[j] - birth_s[i], taus, powers, phi)
+        bias[j] = b[i] if kn else np.float32(0.0)
+        for a in range(d):
+            vecs[j, a] = V[i, a] if kn else np.float32(0.0)
+    for j in range(n):
+        tp = tps[j]
+        age_phi(age[j], taus, powers, phi)
         z = tb[tp]
         for a in range(len(taus)):
             z += phi[a] * w_age[a]
-        if kn:
-            z += b[i]
-            for a in range(d):
-                vecs[j, a] = T[tp, a] + V[i, a]
-        else:
-            for a in range(d):
-                vecs[j, a] = T[tp, a]
-        bias[j] = z
+        bias[j] = z + bias[j]
+        for a in range(d):
+            vecs[j, a] = T[tp, a] + vecs[j, a]
     return vecs, bias
 
 

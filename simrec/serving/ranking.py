@@ -53,17 +53,28 @@ def true_pools(
     W = M if rows else M + K - 1
     vt = np.empty((nb, W, d) if rows else (nb, d, W), np.float32)
     bias = np.empty((nb, W), np.float32)
+    age = np.empty(M)
+    qual = np.empty(M, quality.dtype)
+    pop = np.empty(M, popularity.dtype)
     for q in range(nb):
-        for c in range(W):
-            i = pools[q, c % M]
-            age = max(t - birth_s[i], 0.0)
-            fresh = np.float32(boost * math.exp(-age / decay_s))
-            bias[q, c] = base + (quality[i] + fresh + popularity[topic[i]])
+        # the gathers first, in a loop of their own, so that their cache misses overlap
+        for c in range(M):
+            i = pools[q, c]
+            age[c] = max(t - birth_s[i], 0.0)
+            qual[c] = quality[i]
+            pop[c] = popularity[topic[i]]
             for a in range(d):
                 if rows:
                     vt[q, c, a] = vec[i, a]
                 else:
                     vt[q, a, c] = vec[i, a]
+        for c in range(M):
+            fresh = np.float32(boost * math.exp(-age[c] / decay_s))
+            bias[q, c] = base + (qual[c] + fresh + pop[c])
+        for c in range(M, W):  # the extended layout wraps round: entry c is entry c - M
+            bias[q, c] = bias[q, c - M]
+            for a in range(d):
+                vt[q, a, c] = vt[q, a, c - M]
     return vt, bias
 
 
