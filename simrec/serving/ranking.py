@@ -92,19 +92,39 @@ def _window_scores(sc, u, scale, vt, bias, c0):
         sc[j] = bias[c0 + j] + scale * sc[j]
 
 
+#: Above this many candidates the top k are kept by insertion rather than by counting ranks
+#: (whose cost grows as its square: many candidates survive only when many scores tie).
+RANK_MAX = 48
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scratch(K, k):
+    """(vals, top, keys, rank): scratch of :func:`_top_k` for windows of K scores, top k."""
+    return (
+        np.empty(k + 1, np.float32),
+        np.empty(k + 1, np.int64),
+        np.empty(K, np.int64),
+        np.empty(K, np.int64),
+    )
+
+
 @njit(cache=True, nogil=True)
-def _top_k(sc, vals, top, cand):
-    """The ``len(vals)`` largest of ``sc`` into ``vals`` (descending) and their positions
-    into ``top``; returns how many were filled (fewer only if ``sc`` is shorter).
+def _top_k(sc, vals, top, keys, rank):
+    """The k = ``len(vals) - 1`` largest of ``sc`` into ``vals[:k]`` (descending) and their
+    positions into ``top[:k]``, on equal scores the earlier position first; returns how many
+    were filled (fewer only if ``sc`` is shorter). The last entries of ``vals`` and ``top``,
+    and ``keys`` and ``rank`` (length >= len(sc)), are scratch.
 
     The k maxima of k disjoint groups of ``sc`` are k values, so the smallest of them bounds
     the k-th largest from below; only values at or above it (about a quarter for K = 100,
-    k = 10) go through the insertion, in window order, so that ties keep window order.
-    ``cand`` is scratch of length >= len(sc).
+    k = 10) are candidates. Each candidate gets a unique integer key, ordered as (score,
+    earlier position), and its rank is the number of larger keys: counting them is a loop
+    without branches, where inserting into a sorted list mispredicts about twice per
+    candidate.
     """
     K = sc.shape[0]
-    k = min(vals.shape[0], K)
-    if k == 0:
+    k = min(vals.shape[0] - 1, K)
+    if k <= 0:
         return 0
     thr = -np.inf
     if 2 * k <= K:
@@ -117,13 +137,31 @@ def _top_k(sc, vals, top, cand):
         thr = vals[0]
         for a in range(1, k):
             thr = vals[a] if vals[a] < thr else thr
+    bits = sc.view(np.int32)
     n = 0
     for j in range(K):  # branch-free filter
-        cand[n] = j
+        b = np.int64(bits[j])
+        if b == -(2**31):  # -0.0 ties with +0.0
+            b = 0
+        b ^= (b >> 31) & 0x7FFFFFFF  # now ordered as the floats are
+        keys[n] = (b << 32) | (K - 1 - j)
         n += sc[j] >= thr
+    if n <= RANK_MAX:
+        for x in range(n):
+            kx = keys[x]
+            r = 0
+            for y in range(n):
+                r += keys[y] > kx
+            rank[x] = r
+        for x in range(n):  # ranks from k on all land in the scratch entry k
+            r = min(rank[x], k)
+            j = K - 1 - (keys[x] & 0xFFFFFFFF)
+            top[r] = j
+            vals[r] = sc[j]
+        return k
     m = 0
-    for x in range(n):
-        j = cand[x]
+    for x in range(n):  # in window order: an equal score never moves ahead
+        j = K - 1 - (keys[x] & 0xFFFFFFFF)
         v = sc[j]
         if m == k:
             if v <= vals[k - 1]:
@@ -163,14 +201,12 @@ def model_slates(
     M = pools.shape[1]
     k = pos.shape[0]
     sc = np.empty(K, np.float32)
-    vals = np.empty(k, np.float32)
-    top = np.empty(k, np.int64)
-    cand = np.empty(K, np.int64)
+    vals, top, keys, rank = _scratch(K, k)
     for r in range(B):
         q = r // batch_size
         c0 = start[r]
         _window_scores(sc, uvec[r], np.float32(1.0), ivt[q], ibias[q], c0)
-        _top_k(sc, vals, top, cand)
+        _top_k(sc, vals, top, keys, rank)
         for j in range(k):
             c = c0 + top[j]
             if c >= M:
@@ -195,13 +231,11 @@ def oracle_expected(true_u, tvt, tbias, start, K, pos, batch_size, scale):
     k = pos.shape[0]
     out = np.empty(B)
     sc = np.empty(K, np.float32)
-    vals = np.empty(k, np.float32)
-    top = np.empty(k, np.int64)
-    cand = np.empty(K, np.int64)
+    vals, top, keys, rank = _scratch(K, k)
     for r in range(B):
         q = r // batch_size
         _window_scores(sc, true_u[r], np.float32(scale), tvt[q], tbias[q], start[r])
-        n = _top_k(sc, vals, top, cand)
+        n = _top_k(sc, vals, top, keys, rank)
         e = 0.0
         for j in range(n):
             e += pos[j] / (1.0 + math.exp(-vals[j]))
