@@ -116,12 +116,14 @@ def _learned_users(ids, U, known, fallback):
     return vecs, kn
 
 
-def _lookup(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _lookup(mask, ids):
     """mask[ids] with ids beyond the table counted as absent."""
     n = len(mask)
-    inside = ids < n
-    out = np.zeros(len(ids), dtype=bool)
-    out[inside] = mask[ids[inside]]
+    out = np.empty(len(ids), np.bool_)
+    for j in range(len(ids)):
+        i = ids[j]
+        out[j] = i < n and mask[i]
     return out
 
 
@@ -176,7 +178,7 @@ class LearnedVersion:
         cat = self.catalogue
         return _learned_items(
             ids,
-            np.broadcast_to(np.asarray(t, dtype=np.float64), ids.shape),
+            np.full(len(ids), t) if np.isscalar(t) else np.asarray(t, dtype=np.float64),
             cat.topic,
             cat.birth_s,
             self.T,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from simrec.columns import Columns
 from simrec.config import DAY_S, ItemSettings
@@ -80,9 +81,7 @@ class Items:
         span = self.diurnal.integral(t0, t1) if self.cfg.diurnal_arrivals else t1 - t0
         n = self.rng.poisson(self.arrival_rate_per_s * span)
         born = self._add(np.sort(self.rng.uniform(t0, t1, n)), t0)
-        alive = self.t.death_s[self.active] > t1
-        if not alive.all():
-            self.active = self.active[alive]
+        self.active = _alive(self.active, self.t.death_s, t1)
         return born
 
     def freshness(self, ids: np.ndarray, t: float) -> np.ndarray:
@@ -91,3 +90,15 @@ class Items:
         return (self.cfg.freshness_boost * np.exp(-age / self.cfg.freshness_decay_s)).astype(
             np.float32
         )
+
+
+@njit(cache=True, nogil=True)
+def _alive(ids, death_s, t):
+    """The ``ids`` whose death time is after ``t``, in order (one pass, no masks)."""
+    out = np.empty(len(ids), np.int64)
+    m = 0
+    for j in range(len(ids)):
+        i = ids[j]
+        out[m] = i
+        m += death_s[i] > t
+    return out[:m]
