@@ -171,20 +171,25 @@ class Simulation:
         limit_per_step = cfg.learner.throughput_per_s * step
         while env.now < self.end_s:
             t = env.now
-            _, new_items = self.world.advance(t)
-            self.learner.register_items(new_items, t)
             if t >= next_evict and math.isfinite(cfg.learner.row_ttl_s):
                 self.learner.evict(t)
                 next_evict += EVICT_EVERY_S
             if self._trainer is not None:
                 # with a join delay the step's own impressions are not yet readable, and
                 # training touches only the learner's tables, which serving never reads
-                # (replicas hold copies): the two run side by side with the same results
+                # (replicas hold copies): the two run side by side with the same results.
+                # Training starts first: it reads only catalogue rows that the world's
+                # advance does not write, and the step's new items join the learner's
+                # tables once it is done (no example can show them yet)
                 ready = self.log.ready(t, limit_per_step)
                 training = self._trainer.submit(self.learner.train, ready, t)
+                _, new_items = self.world.advance(t)
                 self._serve_step(t, min(step, self.end_s - t))
                 training.result()
+                self.learner.register_items(new_items, t)
             else:
+                _, new_items = self.world.advance(t)
+                self.learner.register_items(new_items, t)
                 self._serve_step(t, min(step, self.end_s - t))
                 self.learner.train(self.log.ready(t, limit_per_step), t)
             if self._progress is not None:
