@@ -10,7 +10,8 @@ scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 * the CPU time of each engine stage (of the thread it runs in), in microseconds per
   request, measured by timers wrapped around the stage functions from outside (the stages
   are disjoint; ``other`` is the rest of the process's CPU time in the run: SimPy, glue,
-  thread hand-offs, coverage counters, policy bookkeeping);
+  thread hand-offs, coverage counters, policy bookkeeping), and the wall time the main
+  thread spends waiting for the worker threads' results;
 * the naive reference (benchmarks/naive_reference.py) on the middle scale's configuration,
   capped at ``--reference-requests`` requests.
 
@@ -31,8 +32,10 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import numpy as np
@@ -84,7 +87,8 @@ def timing(fn, key: str, clock: Clock, cpu=time.process_time):
 
 def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
     """Wrap the engine's stage functions (disjoint), ``Simulation.__init__`` / ``run`` (the
-    phases) and count the requests drawn."""
+    phases), time the main thread's waits for results of worker threads (``main_wait``)
+    and count the requests drawn."""
     from simrec.engine import Simulation
     from simrec.metrics.recorder import Recorder
     from simrec.model.learner import Learner
@@ -112,6 +116,19 @@ def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
         "oracle": (replica, "oracle_expected"),
     }.items():
         setattr(owner, name, timing(getattr(owner, name), key, stages, time.thread_time))
+    result = Future.result
+    main = threading.main_thread()
+
+    def waited(self, timeout=None):  # the main thread waiting for a worker thread
+        if threading.current_thread() is not main:
+            return result(self, timeout)
+        w0 = time.perf_counter()
+        try:
+            return result(self, timeout)
+        finally:
+            phases["main_wait"][0] += time.perf_counter() - w0
+
+    Future.result = waited
     Simulation.__init__ = timing(Simulation.__init__, "build", phases)
     Simulation.run = timing(Simulation.run, "run", phases)
     sample = Users.sample_requests
@@ -187,6 +204,7 @@ def engine_worker(
         "us_per_request": 1e6 * wall / n,
         "cpu_us_per_request": 1e6 * cpu / n,
         "stage_cpu_us_per_request": us,
+        "main_wait_us_per_request": 1e6 * phases["main_wait"][0] / n,
         "peak_rss_bytes": peak_rss_bytes(),
         "baseline_rss_bytes": rss_base,
         "kernel_warmup_s": warm_s,
@@ -342,6 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nstage profile, CPU us per request (users {middle['users']:,}):")
     for k, v in stages.items():
         print(f"  {k:<16} {v:8.2f}  ({100 * v / sum(stages.values()):4.1f} % of the run)")
+    wait = middle["main_wait_us_per_request"]
+    print(
+        f"  main thread waiting for the workers: {wait:.2f} us per request "
+        f"({100 * wait / middle['us_per_request']:.1f} % of the wall time)"
+    )
     ref = speedup = speedup_cpu = None
     if not a.no_reference:
         ref = in_subprocess(
