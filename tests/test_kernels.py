@@ -271,6 +271,9 @@ def test_rate_pool_draws_are_searchsorted_through_births_and_compaction():
         np.testing.assert_array_equal(got[3:], want[3:])
         edges = _guided_ids(cum, pool._ids, x[:3], pool._guide[: pool._nb], pool._w)
         np.testing.assert_array_equal(edges, want[:3])
+    idle = _RatePool()  # only zero rates: nothing to draw
+    idle.add(np.arange(5), np.zeros(5))
+    assert len(idle.draw(1e6, np.random.default_rng(0))) == 0
 
 
 # --- logging and metrics ----------------------------------------------------------------

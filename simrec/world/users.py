@@ -266,9 +266,10 @@ class _RatePool:
     def _extend_guide(self) -> None:
         """Guide entries for the multiples of ``_w`` that the total now passes (a new width,
         about one id per entry, when the guide is empty)."""
-        if self.n == 0:
+        total = self._cum[self.n - 1] if self.n else 0.0
+        if total <= 0.0:  # nothing to draw (no ids, or all rates zero): no guide yet
+            self._nb = 0
             return
-        total = self._cum[self.n - 1]
         if self._nb == 0:
             self._w = total / self.n
         need = int(total / self._w) + 2
