@@ -67,6 +67,12 @@ def age_phi(age_s, taus, powers, out):
             out[a] = math.exp(-age / taus[a])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _has(mask, i):
+    """mask[i], with ids beyond the table counted as absent (the tables grow with ids)."""
+    return i < len(mask) and mask[i]
+
+
 @njit(cache=True, nogil=True)
 def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powers):
     """:meth:`LearnedVersion.item_side` of items ``ids`` at times ``t`` (one per item, s):
@@ -85,7 +91,7 @@ def _learned_items(ids, t, topic, birth_s, T, V, b, known, tb, w_age, taus, powe
         i = ids[j]
         age[j] = t[j] - birth_s[i]
         tps[j] = topic[i]
-        kn = i < len(known) and known[i]
+        kn = _has(known, i)
         bias[j] = b[i] if kn else np.float32(0.0)
         for a in range(d):
             vecs[j, a] = V[i, a] if kn else np.float32(0.0)
@@ -109,7 +115,7 @@ def _learned_users(ids, U, known, fallback):
     kn = np.empty(len(ids), np.bool_)
     for r in range(len(ids)):
         u = ids[r]
-        kn[r] = u < len(known) and known[u]
+        kn[r] = _has(known, u)
         row = U[u] if kn[r] else fallback
         for a in range(U.shape[1]):
             vecs[r, a] = row[a]
@@ -118,12 +124,10 @@ def _learned_users(ids, U, known, fallback):
 
 @njit(cache=True, nogil=True)
 def _lookup(mask, ids):
-    """mask[ids] with ids beyond the table counted as absent."""
-    n = len(mask)
+    """:func:`_has` of each of ``ids``."""
     out = np.empty(len(ids), np.bool_)
     for j in range(len(ids)):
-        i = ids[j]
-        out[j] = i < n and mask[i]
+        out[j] = _has(mask, ids[j])
     return out
 
 
