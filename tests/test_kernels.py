@@ -83,9 +83,11 @@ def reference_step(learner, ex: Examples, now: float) -> None:
     it.updated_s[ii], it.stamp[ii] = now, learner.seq
 
 
-def random_examples(rng, world, n, n_users=40, t=500.0) -> Examples:
+def random_examples(rng, world, n, n_users=40, t=500.0, hours=1) -> Examples:
+    """``n`` examples at ``t`` (s) or, with ``hours`` > 1, at one of that many whole hours
+    after it (so that one item is seen at several ages within a minibatch)."""
     return Examples(
-        np.full(n, t),
+        t + 3600.0 * rng.integers(0, hours, n),
         rng.integers(0, n_users, n),
         rng.choice(world.items.active[:60], n),  # few items: many repeats
         rng.integers(0, 10, n).astype(np.int16),
@@ -96,16 +98,17 @@ def random_examples(rng, world, n, n_users=40, t=500.0) -> Examples:
 @pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
 def test_learner_kernel_matches_the_numpy_minibatch_step(optimizer):
     """Three minibatches (one partial) with repeated users and items, users below the
-    frequency filter and an evicted item shown again: every table agrees to float32
-    rounding (rtol 1e-4 after the steps compound), and the bookkeeping exactly."""
+    frequency filter, an evicted item shown again and (second call) items seen at several
+    ages within one minibatch: every table agrees to float32 rounding (rtol 1e-4 after the
+    steps compound), and the bookkeeping exactly."""
     fast, world = make_learner(optimizer=optimizer, minibatch=300, user_min_sightings=3)
     slow, _ = make_learner(optimizer=optimizer, minibatch=300, user_min_sightings=3)
     rng = np.random.default_rng(11)
     for lrn in (fast, slow):  # nonzero starting rows, and one item evicted
         lrn.T[:] = np.random.default_rng(1).normal(0, 0.3, lrn.T.shape)
         lrn.items.known[world.items.active[5]] = False
-    for round_, now in enumerate((600.0, 700.0)):
-        ex = random_examples(rng, world, 800, t=500.0 + round_)
+    for round_, now in enumerate((600.0, 20_000.0)):  # one time, then mixed times
+        ex = random_examples(rng, world, 800, t=500.0 + round_, hours=1 + 4 * round_)
         fast.train(ex, now)
         for s in range(0, len(ex), 300):
             slow._ensure(slow.users, int(ex.user.max()))

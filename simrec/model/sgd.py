@@ -6,8 +6,16 @@ the minibatch's sightings first, then every logit is computed with the parameter
 were at the start of the minibatch, gradients are summed per row (user, item, item bias,
 topic row, topic bias, dense weights; dense gradients are averaged over the minibatch), L2 is
 added once per touched user and item row, and each touched row takes one Adagrad step
-(accumulator += mean of the squared row gradient) or one SGD step. Written as loops over
-examples so that gathers and scatter-adds stay in cache; compiled once and cached on disk.
+(accumulator += mean of the squared row gradient) or one SGD step. Compiled once and cached
+on disk.
+
+Per minibatch the kernel makes passes rather than one loop per example: a grouping pass gives
+each example its user and item slot; the item side (topic row + item row, biases, age
+features) is computed once per distinct item, since a minibatch of 2 048 examples shows only
+a few hundred items; then the logits, the sigmoids and the scatter of the gradients each take
+a pass of their own, so that the out-of-order core overlaps the examples' dependency chains
+(dot product, ``exp``, scatter) instead of waiting on each in turn. Every sum is taken in the
+same order as one loop over the examples would take it.
 """
 
 from __future__ import annotations
@@ -105,13 +113,23 @@ def train_minibatches(
     gtb = np.zeros(n_topics)
     t_hit = np.zeros(n_topics, np.bool_)
     gd = np.zeros(n_dense)
-    vi = np.empty(d, np.float32)
-    phis = np.empty((minibatch, n_age), np.float32)
+    xphi = np.empty((minibatch, n_age), np.float32)
+    xz = np.empty(minibatch, np.float32)
+    xg = np.empty(minibatch, np.float32)
     uu = np.empty(minibatch, np.int64)
     ii = np.empty(minibatch, np.int64)
+    xu = np.empty(minibatch, np.int64)  # each example's user slot
+    xi = np.empty(minibatch, np.int64)  # each example's item slot
     gU = np.empty((minibatch, d))
     gV = np.empty((minibatch, d))
     gb = np.empty(minibatch)
+    # per item slot, what every example of the item shares within a minibatch
+    s_t = np.empty(minibatch)
+    s_tp = np.empty(minibatch, np.int64)
+    s_tb = np.empty(minibatch, np.float32)
+    s_b = np.empty(minibatch, np.float32)
+    s_phi = np.empty((minibatch, n_age), np.float32)
+    s_v = np.empty((minibatch, d), np.float32)
     row = np.empty(d)
     for s in range(0, n_all, minibatch):
         e = min(s + minibatch, n_all)
@@ -119,18 +137,27 @@ def train_minibatches(
         # group the minibatch's users and items (slots in order of first sighting)
         nu = 0
         ni = 0
+        prev = -1
+        ju = -1
         for x in range(s, e):
             u = ex_user[x]
-            if u_slot[u] < 0:
-                u_slot[u] = nu
-                uu[nu] = u
-                nu += 1
+            if u != prev:
+                prev = u
+                ju = u_slot[u]
+                if ju < 0:
+                    ju = u_slot[u] = nu
+                    uu[nu] = u
+                    nu += 1
+            xu[x - s] = ju
             u_seen[u] += 1
             i = ex_item[x]
-            if i_slot[i] < 0:
-                i_slot[i] = ni
+            ji = i_slot[i]
+            if ji < 0:
+                ji = i_slot[i] = ni
                 ii[ni] = i
+                s_t[ni] = ex_t[x]
                 ni += 1
+            xi[x - s] = ji
         # frequency filter; an item row evicted while the item is still shown comes back
         for j in range(nu):
             u = uu[j]
@@ -144,6 +171,16 @@ def train_minibatches(
                 i_known[i] = True
                 V[i, :] = 0.0
                 b[i] = 0.0
+        # item sides, once per item: parameters are those at the start of the minibatch
+        for j in range(ni):
+            i = ii[j]
+            tp = item_topic[i]
+            s_tp[j] = tp
+            s_tb[j] = tb[tp]
+            s_b[j] = b[i]
+            for a in range(d):
+                s_v[j, a] = T[tp, a] + V[i, a]
+            age_phi(s_t[j] - item_birth[i], age_taus, age_powers, s_phi[j])
         gU[:nu] = 0.0
         gV[:ni] = 0.0
         gb[:ni] = 0.0
@@ -151,40 +188,48 @@ def train_minibatches(
         gtb[:] = 0.0
         t_hit[:] = False
         gd[:] = 0.0
-        for x in range(s, e):  # item-age features, in a tight loop of their own
-            age_phi(ex_t[x] - item_birth[ex_item[x]], age_taus, age_powers, phis[x - s])
-        # logits with the parameters at the start of the minibatch; gradients summed per row
+        # logits with the parameters at the start of the minibatch, in passes of their own
+        # so that the examples' dependency chains (dot, exp, scatter) overlap
         for x in range(s, e):
             u = ex_user[x]
-            i = ex_item[x]
-            tp = item_topic[i]
+            ji = xi[x - s]
             k = ex_slot[x]
-            z = dense[0] + dense[1 + k] + tb[tp] + b[i]
-            phi = phis[x - s]
+            z = dense[0] + dense[1 + k] + s_tb[ji] + s_b[ji]
+            if ex_t[x] == s_t[ji]:
+                for a in range(n_age):
+                    xphi[x - s, a] = s_phi[ji, a]
+            else:  # an item seen at two times within one minibatch
+                age_phi(ex_t[x] - item_birth[ii[ji]], age_taus, age_powers, xphi[x - s])
             for a in range(n_age):
-                z += phi[a] * dense[1 + slate + a]
-            known = u_known[u]
-            if known:
+                z += xphi[x - s, a] * dense[1 + slate + a]
+            if u_known[u]:
                 dot = np.float32(0.0)
                 for a in range(d):
-                    vi[a] = T[tp, a] + V[i, a]
-                    dot += U[u, a] * vi[a]
+                    dot += U[u, a] * s_v[ji, a]
                 z += dot
-            g = np.float32(1.0 / (1.0 + math.exp(-z)) - ex_click[x])
-            if known:
-                ju = u_slot[u]
-                ji = i_slot[i]
+            xz[x - s] = z
+        for x in range(s, e):
+            xg[x - s] = np.float32(1.0 / (1.0 + math.exp(-xz[x - s])) - ex_click[x])
+        # gradients summed per row, in example order
+        for x in range(s, e):
+            u = ex_user[x]
+            ju = xu[x - s]
+            ji = xi[x - s]
+            tp = s_tp[ji]
+            k = ex_slot[x]
+            g = xg[x - s]
+            if u_known[u]:
                 for a in range(d):
-                    gU[ju, a] += g * vi[a]
+                    gU[ju, a] += g * s_v[ji, a]
                     gV[ji, a] += g * U[u, a]
                     gT[tp, a] += g * U[u, a]
-            gb[i_slot[i]] += g
+            gb[ji] += g
             gtb[tp] += g
             t_hit[tp] = True
             gd[0] += g
             gd[1 + k] += g
             for a in range(n_age):
-                gd[1 + slate + a] += g * phi[a]
+                gd[1 + slate + a] += g * xphi[x - s, a]
         # one step per touched row
         for j in range(nu):
             u = uu[j]
