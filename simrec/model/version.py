@@ -69,8 +69,11 @@ def age_phi(age_s, taus, powers, out):
 
 @njit(cache=True, nogil=True, inline="always")
 def _has(mask, i):
-    """mask[i], with ids beyond the table counted as absent (the tables grow with ids)."""
-    return i < len(mask) and mask[i]
+    """mask[i], with ids beyond the table counted as absent (the tables grow with ids).
+
+    Written as a conditional expression: numba compiles ``i < len(mask) and mask[i]`` here
+    into code 8x slower (0.2 ms instead of 28 us for 40 000 ids)."""
+    return mask[i] if i < len(mask) else False
 
 
 @njit(cache=True, nogil=True)
