@@ -139,12 +139,14 @@ def test_top_k_is_the_stable_descending_order_with_ties(spread):
     """Both paths: rank counting (few ties, k small against K) and insertion (more than
     RANK_MAX candidates: all equal, or k = 40 of 100); signed zeros tie with each other."""
     rng = np.random.default_rng(0)
-    for K, k in [(100, 10), (25, 10), (12, 10), (7, 10), (10, 10), (100, 1), (100, 40)]:
+    # groups of 10, one left over, 3 (odd), 2; no groups (2k > K); k = 1; insertion (k = 40)
+    shapes = [(100, 10), (101, 10), (33, 10), (20, 10), (12, 10), (7, 10), (10, 10)]
+    for K, k in [*shapes, (100, 1), (100, 40)]:
         for _ in range(200):
             sc = (rng.integers(0, spread, K) - spread // 2).astype(np.float32)
             sc[rng.random(K) < 0.05] = -0.0
             vals, top = np.empty(k + 1, np.float32), np.empty(k + 1, np.int64)
-            n = _top_k(sc, vals, top, np.empty(K, np.int64), np.empty(K, np.int64))
+            n = _top_k(sc, vals, top, np.empty(K + 16, np.int64), np.empty(K, np.int64))
             want = np.argsort(-sc, kind="stable")[:k]
             assert n == min(k, K)
             np.testing.assert_array_equal(top[:n], want)

@@ -99,11 +99,12 @@ RANK_MAX = 48
 
 @njit(cache=True, nogil=True, inline="always")
 def _scratch(K, k):
-    """(vals, top, keys, rank): scratch of :func:`_top_k` for windows of K scores, top k."""
+    """(vals, top, keys, rank): scratch of :func:`_top_k` for windows of K scores, top k
+    (``keys`` has room for the padding of the rank count)."""
     return (
         np.empty(k + 1, np.float32),
         np.empty(k + 1, np.int64),
-        np.empty(K, np.int64),
+        np.empty(K + 16, np.int64),
         np.empty(K, np.int64),
     )
 
@@ -113,14 +114,16 @@ def _top_k(sc, vals, top, keys, rank):
     """The k = ``len(vals) - 1`` largest of ``sc`` into ``vals[:k]`` (descending) and their
     positions into ``top[:k]``, on equal scores the earlier position first; returns how many
     were filled (fewer only if ``sc`` is shorter). The last entries of ``vals`` and ``top``,
-    and ``keys`` and ``rank`` (length >= len(sc)), are scratch.
+    ``keys`` (length >= len(sc) + 16) and ``rank`` (length >= len(sc)) are scratch.
 
-    The k maxima of k disjoint groups of ``sc`` are k values, so the smallest of them bounds
+    The maxima of k disjoint groups of ``sc`` are k values, so the smallest of them bounds
     the k-th largest from below; only values at or above it (about a quarter for K = 100,
-    k = 10) are candidates. Each candidate gets a unique integer key, ordered as (score,
-    earlier position), and its rank is the number of larger keys: counting them is a loop
-    without branches, where inserting into a sorted list mispredicts about twice per
-    candidate.
+    k = 10) are candidates. The groups are contiguous runs, whose maxima are taken in two
+    independent chains of compares (4x faster than updating k running maxima in memory).
+    Each candidate gets a unique integer key, ordered as (score, earlier position), and its
+    rank is the number of larger keys: counting them is a loop without branches, where
+    inserting into a sorted list mispredicts about twice per candidate; the keys are padded
+    to whole vectors so that the count has no scalar tail.
     """
     K = sc.shape[0]
     k = min(vals.shape[0] - 1, K)
@@ -128,29 +131,42 @@ def _top_k(sc, vals, top, keys, rank):
         return 0
     thr = -np.inf
     if 2 * k <= K:
-        for a in range(k):
-            vals[a] = sc[a]
-        for g in range(1, K // k):
-            for a in range(k):
-                v = sc[g * k + a]
-                vals[a] = v if v > vals[a] else vals[a]
-        thr = vals[0]
-        for a in range(1, k):
-            thr = vals[a] if vals[a] < thr else thr
-    bits = sc.view(np.int32)
+        thr = np.inf
+        G = K // k
+        for a in range(k):  # group a is sc[a*G : (a+1)*G], its maximum taken in two chains
+            b = a * G
+            m0 = sc[b]
+            m1 = sc[b + 1]
+            for j in range(b + 2, b + G - 1, 2):
+                v0 = sc[j]
+                v1 = sc[j + 1]
+                m0 = v0 if v0 > m0 else m0
+                m1 = v1 if v1 > m1 else m1
+            if G & 1:
+                v0 = sc[b + G - 1]
+                m0 = v0 if v0 > m0 else m0
+            m = m1 if m1 > m0 else m0
+            thr = m if m < thr else thr
     n = 0
-    for j in range(K):  # branch-free filter
+    for j in range(K):  # branch-free filter: positions of the candidates
+        rank[n] = j
+        n += sc[j] >= thr
+    bits = sc.view(np.int32)
+    for x in range(n):
+        j = rank[x]
         b = np.int64(bits[j])
         if b == -(2**31):  # -0.0 ties with +0.0
             b = 0
         b ^= (b >> 31) & 0x7FFFFFFF  # now ordered as the floats are
-        keys[n] = (b << 32) | (K - 1 - j)
-        n += sc[j] >= thr
+        keys[x] = (b << 32) | (K - 1 - j)
     if n <= RANK_MAX:
+        npad = (n + 15) & ~15  # whole vectors: no scalar tail in the counting loops
+        for y in range(n, npad):
+            keys[y] = -(2**63)
         for x in range(n):
             kx = keys[x]
             r = 0
-            for y in range(n):
+            for y in range(npad):
                 r += keys[y] > kx
             rank[x] = r
         for x in range(n):  # ranks from k on all land in the scratch entry k
