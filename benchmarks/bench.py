@@ -18,7 +18,7 @@ scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 A scale simulates ``--requests`` requests (at most ``--max-sim-days`` days), one third warm-up
 and two thirds measured, like the default 1 + 2 days. The last line printed is one JSON object.
 
-    python benchmarks/bench.py            # ~1 min on 2 idle cores
+    python benchmarks/bench.py            # 1-1.5 min on 2 idle cores
     python benchmarks/bench.py --quick    # ~20 s
 """
 

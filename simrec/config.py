@@ -37,9 +37,10 @@ class SimSettings:
         bucket_s: width of a metrics time bucket (seconds).
         batch_size: requests scored together against one shared candidate pool.
         progress: show a progress bar of simulated time.
-        threads: 2 trains the learner in a second thread while the step's requests are
-            served (the two touch disjoint data, so results are identical to 1); 1 runs
-            everything in one thread, e.g. when several runs share the cores.
+        threads: 2 trains the learner, and scores the oracle's counterfactual, in worker
+            threads while the step's requests are served (they touch disjoint data, so
+            results are identical to 1); 1 runs everything in one thread, e.g. when several
+            runs share the cores.
     """
 
     days: float = 2.0

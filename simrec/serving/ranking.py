@@ -5,8 +5,9 @@ one retrieval pool of M items, and request ``r`` takes the K pool entries from `
 on, wrapping round (see :mod:`simrec.serving.replica`). Pools are passed transposed and
 extended by their first K - 1 entries, ``(n_batches, d, M + K - 1)``, so that a window is a
 contiguous slice and its K scores are computed column by column in SIMD registers. Only those
-K scores are computed per request (not the whole pool); the top k are kept by insertion into
-a sorted list, best first (on equal scores the earlier window position wins).
+K scores are computed per request (not the whole pool); the top k are found by counting
+ranks among the scores above a cheap lower bound (:func:`_top_k`), best first (on equal
+scores the earlier window position wins).
 """
 
 from __future__ import annotations
