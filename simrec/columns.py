@@ -28,7 +28,8 @@ class Columns:
         raise AttributeError(name)
 
     def append(self, n: int) -> np.ndarray:
-        """Reserve ``n`` new rows and return their ids."""
+        """Reserve ``n`` new rows and return their ids (``size - n`` to ``size - 1``; fill
+        them through the slice :meth:`last` for speed)."""
         need = self.size + n
         if need > self._cap:
             cap = self._cap
@@ -42,6 +43,10 @@ class Columns:
         ids = np.arange(self.size, need, dtype=np.int64)
         self.size = need
         return ids
+
+    def last(self, n: int) -> slice:
+        """The slice of the last ``n`` rows (those of the latest :meth:`append` of ``n``)."""
+        return slice(self.size - n, self.size)
 
     def view(self, name: str) -> np.ndarray:
         """The used part of a column."""

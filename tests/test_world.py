@@ -88,6 +88,25 @@ def test_item_lifetimes_are_exponential_with_their_mean():
     assert ks_exponential(life, cfg.items.mean_lifetime_s) < 1.63 / math.sqrt(len(life))
 
 
+def test_live_items_are_exactly_those_published_and_not_yet_dead_in_birth_order():
+    cfg = Config()
+    cfg.items.initial = 300
+    cfg.items.mean_lifetime_s = 90.0  # many die within the step they are born in
+    cfg.items.arrival_rate_per_day = 3 * DAY_S / 60  # about 3 a minute
+    w = World(cfg, Streams(4))
+    it = w.items.t
+    dying_young = 0
+    for step in range(1, 241):
+        t = step * 60.0
+        born = w.advance(t)[1]
+        dying_young += int((it.death_s[born] <= t).sum())
+        ids = np.arange(it.size)
+        alive = ids[(it.view("death_s") > t) & (it.view("birth_s") <= t)]
+        assert np.array_equal(w.items.active, alive), f"step {step}"
+        assert np.all(np.diff(it.birth_s[w.items.active]) >= 0)
+    assert dying_young > 20  # the case of an item born and dead within one step occurred
+
+
 def test_request_counts_follow_activity_and_diurnal_cycle():
     cfg = Config()
     cfg.users.initial = 5_000

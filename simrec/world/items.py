@@ -53,25 +53,26 @@ class Items:
             if cfg.arrival_rate_per_day is not None
             else cfg.initial / cfg.mean_lifetime_s
         )
-        self.active = np.empty(0, dtype=np.int64)
         ages = rng.exponential(cfg.mean_lifetime_s, cfg.initial)
-        self._add(-np.sort(ages)[::-1], t=0.0)
+        self.active = self._add(-np.sort(ages)[::-1], t=0.0)  # all alive: deaths are after 0
 
     def _add(self, birth: np.ndarray, t: float) -> np.ndarray:
+        """Rows for items born at ``birth`` (sorted); returns their ids (not yet in
+        ``active``)."""
         n = len(birth)
         ids = self.t.append(n)
         if n == 0:
             return ids
         tb = self.t
+        new = tb.last(n)
         topic = categorical(self.rng, self.topics.arrival_weights(), n)
-        tb.topic[ids] = topic
-        tb.vec[ids] = self.topics.centres[topic] + self.rng.normal(
+        tb.topic[new] = topic
+        tb.vec[new] = self.topics.centres[topic] + self.rng.normal(
             0, math.sqrt(self.cfg.spread_var / self.d), (n, self.d)
         )
-        tb.quality[ids] = self.rng.normal(0, self.cfg.quality_std, n)
-        tb.birth_s[ids] = birth
-        tb.death_s[ids] = np.maximum(birth, t) + self.rng.exponential(self.cfg.mean_lifetime_s, n)
-        self.active = np.concatenate([self.active, ids])
+        tb.quality[new] = self.rng.normal(0, self.cfg.quality_std, n)
+        tb.birth_s[new] = birth
+        tb.death_s[new] = np.maximum(birth, t) + self.rng.exponential(self.cfg.mean_lifetime_s, n)
         return ids
 
     def advance(self, t0: float, t1: float) -> np.ndarray:
@@ -81,7 +82,7 @@ class Items:
         span = self.diurnal.integral(t0, t1) if self.cfg.diurnal_arrivals else t1 - t0
         n = self.rng.poisson(self.arrival_rate_per_s * span)
         born = self._add(np.sort(self.rng.uniform(t0, t1, n)), t0)
-        self.active = _alive(self.active, self.t.death_s, t1)
+        self.active = _alive(self.active, born, self.t.death_s, t1)
         return born
 
     def freshness(self, ids: np.ndarray, t: float) -> np.ndarray:
@@ -93,12 +94,14 @@ class Items:
 
 
 @njit(cache=True, nogil=True)
-def _alive(ids, death_s, t):
-    """The ``ids`` whose death time is after ``t``, in order (one pass, no masks)."""
-    out = np.empty(len(ids), np.int64)
+def _alive(ids, born, death_s, t):
+    """The ids of ``ids`` then of ``born`` whose death time is after ``t``, in order (one
+    pass, no masks)."""
+    out = np.empty(len(ids) + len(born), np.int64)
     m = 0
-    for j in range(len(ids)):
-        i = ids[j]
-        out[m] = i
-        m += death_s[i] > t
+    for src in (ids, born):
+        for j in range(len(src)):
+            i = src[j]
+            out[m] = i
+            m += death_s[i] > t
     return out[:m]

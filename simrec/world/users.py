@@ -92,16 +92,16 @@ class Users:
         if n == 0:
             return ids
         tb = self.t
-        tb.taste[ids] = self.rng_t.normal(0, math.sqrt(self.taste_var), (n, self.d))
-        tb.drift[ids] = self.rng_t.normal(0, math.sqrt(self.drift_var), (n, self.d))
-        tb.drift_t[ids] = t
-        tb.birth_s[ids] = birth
-        tb.anonymous[ids] = anonymous
+        new = tb.last(n)
+        tb.taste[new] = self.rng_t.normal(0, math.sqrt(self.taste_var), (n, self.d))
+        tb.drift[new] = self.rng_t.normal(0, math.sqrt(self.drift_var), (n, self.d))
+        tb.drift_t[new] = t
+        tb.birth_s[new] = birth
+        tb.anonymous[new] = anonymous
         if anonymous:
             r = self.rng_anon
             life = r.exponential(self.cfg.session_length_s, n)
-            tb.rate_per_s[ids] = self.cfg.session_requests_mean / self.cfg.session_length_s
-            tb.home[ids] = categorical(r, self.dc_p, n)
+            rates = np.full(n, self.cfg.session_requests_mean / self.cfg.session_length_s)
         else:
             r = self.rng
             life = (
@@ -109,15 +109,16 @@ class Users:
                 if math.isfinite(self.lifetime_s)
                 else (np.full(n, np.inf))
             )
-            tb.rate_per_s[ids] = (
+            rates = (
                 self.cfg.activity_median_per_day
                 / DAY_S
                 * np.exp(r.normal(0, self.cfg.activity_sigma, n))
             )
-            tb.home[ids] = categorical(r, self.dc_p, n)
-        tb.death_s[ids] = np.maximum(birth, t) + life
+        tb.rate_per_s[new] = rates
+        tb.home[new] = categorical(r, self.dc_p, n)
+        tb.death_s[new] = np.maximum(birth, t) + life
         self._born.append(ids)
-        self._pools[anonymous].add(ids, tb.rate_per_s[ids])
+        self._pools[anonymous].add(ids, rates)
         return ids
 
     def advance(self, t0: float, t1: float) -> np.ndarray:
@@ -247,7 +248,7 @@ class _RatePool:
         base = self._cum[self.n - 1] if self.n else 0.0
         self._ids[self.n : self.n + k] = ids
         self._rates[self.n : self.n + k] = rates
-        self._cum[self.n : self.n + k] = base + np.cumsum(rates)
+        self._cum[self.n : self.n + k] = base + rates.cumsum()
         self.n += k
         self._extend_guide()
 
