@@ -10,8 +10,9 @@ scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 * the CPU time of each engine stage (of the thread it runs in), in microseconds per
   request, measured by timers wrapped around the stage functions from outside (the stages
   are disjoint; ``other`` is the rest of the process's CPU time in the run: SimPy, glue,
-  thread hand-offs, coverage counters, policy bookkeeping), and the wall time the main
-  thread spends waiting for the worker threads' results;
+  thread hand-offs, coverage counters, policy bookkeeping), the wall time the main
+  thread spends waiting for the worker threads' results, and the CPU time of the main
+  thread and of the worker threads, which tells how evenly the two cores are loaded;
 * the naive reference (benchmarks/naive_reference.py) on the middle scale's configuration,
   capped at ``--reference-requests`` requests.
 
@@ -95,7 +96,6 @@ def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
     from simrec.model.log import ClickLog
     from simrec.model.training import TrainingSide
     from simrec.pipeline import checkpoint
-    from simrec.serving import replica
     from simrec.serving.replica import Server
     from simrec.world.users import Users
     from simrec.world.world import World
@@ -113,7 +113,7 @@ def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
         "evict": (Learner, "evict"),
         "snapshot": (TrainingSide, "snapshot"),
         "validate": (checkpoint, "validate"),
-        "oracle": (replica, "oracle_expected"),
+        "oracle": (Server, "_oracle"),
     }.items():
         setattr(owner, name, timing(getattr(owner, name), key, stages, time.thread_time))
     result = Future.result
@@ -130,7 +130,9 @@ def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
 
     Future.result = waited
     Simulation.__init__ = timing(Simulation.__init__, "build", phases)
-    Simulation.run = timing(Simulation.run, "run", phases)
+    Simulation.run = timing(
+        timing(Simulation.run, "run", phases), "run_main", phases, time.thread_time
+    )
     sample = Users.sample_requests
 
     def counting(self, *args, **kwargs):
@@ -205,6 +207,8 @@ def engine_worker(
         "cpu_us_per_request": 1e6 * cpu / n,
         "stage_cpu_us_per_request": us,
         "main_wait_us_per_request": 1e6 * phases["main_wait"][0] / n,
+        "main_cpu_us_per_request": 1e6 * phases["run_main"][1] / n,
+        "worker_cpu_us_per_request": 1e6 * (phases["run"][1] - phases["run_main"][1]) / n,
         "peak_rss_bytes": peak_rss_bytes(),
         "baseline_rss_bytes": rss_base,
         "kernel_warmup_s": warm_s,
@@ -364,6 +368,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  main thread waiting for the workers: {wait:.2f} us per request "
         f"({100 * wait / middle['us_per_request']:.1f} % of the wall time)"
+    )
+    print(
+        f"  CPU us per request by thread: main {middle['main_cpu_us_per_request']:.2f}, "
+        f"workers {middle['worker_cpu_us_per_request']:.2f}"
     )
     ref = speedup = speedup_cpu = None
     if not a.no_reference:
