@@ -51,3 +51,10 @@ class Columns:
     def view(self, name: str) -> np.ndarray:
         """The used part of a column."""
         return self._cols[name][: self.size]
+
+
+def grown(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with room for at least ``n`` rows (amortised doubling; new rows are zero)."""
+    out = np.zeros((max(n, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from numba import njit
 
-from simrec.columns import Columns
+from simrec.columns import Columns, grown
 from simrec.world.clicks import sigmoid
 
 if TYPE_CHECKING:
@@ -216,18 +216,12 @@ class LearnedVersion:
     def grow(self, n_users: int, n_items: int) -> None:
         """Make room for ids below ``n_users`` / ``n_items``."""
         if n_users > len(self.u_known):
-            self.U = _grow(self.U, n_users)
-            self.u_known = _grow(self.u_known, n_users)
+            self.U = grown(self.U, n_users)
+            self.u_known = grown(self.u_known, n_users)
         if n_items > len(self.i_known):
-            self.V = _grow(self.V, n_items)
-            self.b = _grow(self.b, n_items)
-            self.i_known = _grow(self.i_known, n_items)
-
-
-def _grow(a: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((max(n, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
-    out[: len(a)] = a
-    return out
+            self.V = grown(self.V, n_items)
+            self.b = grown(self.b, n_items)
+            self.i_known = grown(self.i_known, n_items)
 
 
 class OracleVersion:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from simrec.columns import Columns
+from simrec.columns import Columns, grown
 from simrec.config import DAY_S, InterestSettings, UserSettings
 from simrec.rng import categorical
 from simrec.world.diurnal import Diurnal
@@ -239,12 +239,9 @@ class _RatePool:
     def add(self, ids: np.ndarray, rates: np.ndarray) -> None:
         k = len(ids)
         if self.n + k > len(self._ids):
-            cap = max(2 * len(self._ids), self.n + k)
-            for name in ("_ids", "_rates", "_cum"):
-                old = getattr(self, name)
-                new = np.empty(cap, dtype=old.dtype)
-                new[: self.n] = old[: self.n]
-                setattr(self, name, new)
+            self._ids = grown(self._ids, self.n + k)
+            self._rates = grown(self._rates, self.n + k)
+            self._cum = grown(self._cum, self.n + k)
         base = self._cum[self.n - 1] if self.n else 0.0
         self._ids[self.n : self.n + k] = ids
         self._rates[self.n : self.n + k] = rates
@@ -275,9 +272,7 @@ class _RatePool:
             self._w = total / self.n
         need = int(total / self._w) + 2
         if need > len(self._guide):
-            new = np.empty(max(2 * len(self._guide), need), dtype=np.int64)
-            new[: self._nb] = self._guide[: self._nb]
-            self._guide = new
+            self._guide = grown(self._guide, need)
         self._nb = _fill_guide(self._cum[: self.n], self._w, self._guide, self._nb)
 
     def draw(self, span: float, rng: np.random.Generator) -> np.ndarray:
