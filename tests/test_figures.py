@@ -189,9 +189,49 @@ def test_ctr_vs_interval(all_policies):
     for p in ("oracle", "frozen", "hourly"):
         m = all_policies.runs.loc[all_policies.runs["policy"] == p, "expected_ctr"].mean()
         assert lo < m < hi, p
-    assert ax2.get_ylabel().startswith("Bytes moved per day")
-    assert len(ax2.get_lines()) == 4
+    # bytes in a panel of their own below, on the same x axis, one line per interval policy
+    # at each policy's mean bytes per day
+    assert ax2.get_ylabel() == "Bytes moved\nper day"
+    assert ax2.get_shared_x_axes().joined(ax, ax2)
+    fig.canvas.draw()
+    assert ax2.get_position().y1 < ax.get_position().y0
+    runs = all_policies.runs
+    plotted = sorted(float(line.get_ydata()[0]) for line in ax2.get_lines())
+    expected = sorted(
+        runs.loc[runs["policy"] == p, "bytes_moved_per_day"].mean()
+        for p in ("online", "minute", "hourly", "daily")
+    )
+    np.testing.assert_allclose(plotted, expected, rtol=1e-12)
+    lo, hi = ax2.get_ylim()
+    assert lo < min(expected) and max(expected) < hi
     assert_fonts_legible(fig)
+
+
+def test_ctr_vs_interval_leaves_zero_bytes_off_a_log_axis(all_policies):
+    # a policy whose update never landed moved nothing: on a log axis it gets no point
+    # (a line to zero would run off the panel)
+    runs = all_policies.runs.copy()
+    runs.loc[runs["policy"] == "hourly", "bytes_moved_per_day"] = 1e9  # > 30x span: log
+    runs.loc[runs["policy"] == "daily", "bytes_moved_per_day"] = 0.0
+    fig = fig_ctr_vs_interval(runs)
+    ax2 = fig.axes[1]
+    assert ax2.get_yscale() == "log"
+    ys = {line.get_color(): float(line.get_ydata()[0]) for line in ax2.get_lines()}
+    assert np.isnan(ys[style.policy_color("daily")])
+    assert ys[style.policy_color("hourly")] == 1e9
+    assert ax2.get_ylim()[0] > 0
+
+
+def test_ctr_vs_interval_in_given_axes(all_policies):
+    # a caller's axes cannot take a second panel: the bytes go on a twin right-hand axis
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert fig_ctr_vs_interval(all_policies.runs, ax=ax) is fig
+    assert len(fig.axes) == 2
+    twin = fig.axes[1]
+    assert twin.get_shared_x_axes().joined(ax, twin)
+    assert twin.get_ylabel() == "Bytes moved per day (hollow)"
+    assert len(twin.get_lines()) == 4
 
 
 def test_ctr_vs_interval_without_references(two_policies):

@@ -500,21 +500,24 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Mean expected CTR and bytes moved per day against the update interval.
 
     Only runs with a finite positive ``policy_interval_s`` are placed on the x
-    axis (filled markers, left axis, error bars = 95 % CI over seeds; hollow
-    markers, right axis = bytes moved per day). The ``oracle`` and ``frozen``
-    policies, when present, are horizontal reference lines (the oracle falls
-    back to the mean ``oracle_expected_ctr`` of all runs if no oracle run
-    exists).
+    axis (error bars = 95 % CI over seeds). The ``oracle`` and ``frozen``
+    policies, when present, are horizontal reference lines in the CTR panel
+    (the oracle falls back to the mean ``oracle_expected_ctr`` of all runs if
+    no oracle run exists). Bytes moved per day, when the runs have them, get a
+    panel of their own below the CTR, sharing its x axis, so that no marker can
+    be read against the other quantity's axis.
 
     Args:
         runs: The ``runs`` table (one row per run, from ``summary.json``).
-        ax: Axes to draw on; default a new single-column figure.
+        ax: Axes to draw the CTR on; default a new single-column figure with
+            both panels. In a given axes the bytes go on a twin right-hand axis
+            (hollow markers), since the function cannot add a panel there.
 
     Returns:
         The figure. x: update interval (log; series sharing an interval are
-        dodged by a few percent); left y: expected CTR in percent (filled
-        markers); right y: bytes moved per day (decimal prefixes, hollow
-        markers).
+        dodged by a few percent); top y: expected CTR in percent; bottom y
+        (right y in a given axes): bytes moved per day (decimal prefixes; log
+        when the values span more than 30x, where zero bytes get no point).
 
     Raises:
         NoDataError: If no run has an interval.
@@ -544,7 +547,12 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
         keys = pd.MultiIndex.from_frame(d[["_series", "policy_interval_s"]])
         return dodge.reindex(keys).to_numpy(dtype=float)
 
-    fig, ax = _new_axes(ax)
+    if ax is None and has_bytes:
+        fig = Figure(figsize=style.figsize(aspect=1.0), layout="constrained")
+        ax, ax_bytes = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    else:
+        fig, ax = _new_axes(ax)
+        ax_bytes = None
     handles = []
     # thin trend line through all interval points
     trend = ctr.groupby("policy_interval_s")["mean"].mean().sort_index()
@@ -593,34 +601,47 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
     xs = ctr["policy_interval_s"].to_numpy(dtype=float)
     ax.set_xlim(xs.min() / 2.5, xs.max() * 2.5)
     _percent_axis(ax.yaxis)
-    ax.set_xlabel("Update interval")
     ax.set_ylabel("Expected CTR")
+    if ax_bytes is None:
+        ax.set_xlabel("Update interval")
 
     if has_bytes:
-        ax2 = ax.twinx()
-        ax2.grid(False)
-        ax2.spines["right"].set_visible(True)
+        panel = ax_bytes is not None
+        if panel:
+            ax2 = ax_bytes
+            ax.tick_params(labelbottom=False)
+            ax2.set_xlabel("Update interval")
+        else:
+            ax2 = ax.twinx()
+            ax2.grid(False)
+            ax2.spines["right"].set_visible(True)
+        vals = moved["mean"].to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        log = bool(vals.size) and vals.max() / vals.min() > 30
         for s in series:
             d = moved[moved["_series"] == s.label].sort_values("policy_interval_s")
+            y = d["mean"].to_numpy(dtype=float)
+            if log:  # nothing moved (e.g. no update within the run) has no place on a log axis
+                y = np.where(y > 0, y, np.nan)
             ax2.plot(
                 dodged(d),
-                d["mean"],
+                y,
                 color=s.style["color"],
                 marker=s.style["marker"],
-                markerfacecolor="white",
+                markerfacecolor=s.style["color"] if panel else "white",
                 markersize=4.5,
-                linestyle=":",
+                linestyle=s.style["linestyle"] if panel else ":",
                 linewidth=0.8,
                 zorder=2,
             )
-        vals = moved["mean"].to_numpy(dtype=float)
-        vals = vals[np.isfinite(vals) & (vals > 0)]
-        if vals.size and vals.max() / vals.min() > 30:
+        if log:
             ax2.set_yscale("log")
+            if panel:
+                ax2.margins(y=0.15)  # the extreme markers clear the frame
         else:
             ax2.set_ylim(bottom=0)
         ax2.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: style.format_bytes(v, 2)))
-        ax2.set_ylabel("Bytes moved per day (hollow)")
+        ax2.set_ylabel("Bytes moved\nper day" if panel else "Bytes moved per day (hollow)")
     _legend(ax, handles=handles, ncols=3)
     return fig
 
