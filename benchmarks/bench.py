@@ -6,7 +6,9 @@ scale in its own subprocess so that peak memory (``ru_maxrss``) is its own:
 
 * simulated requests per wall-second (and per CPU-second of all threads), end to end through
   ``simrec.run`` (build, run, results) with the default two threads, after a tiny run has
-  loaded the compiled kernels; requests are counted in warm-up too, served the same way;
+  loaded the compiled kernels; requests are counted in warm-up too, served the same way
+  (but for the oracle's counterfactual, which only the metrics read: in warm-up its pools are
+  drawn but not scored, in the engine as in the reference);
 * the CPU time of each engine stage (of the thread it runs in), in microseconds per
   request, measured by timers wrapped around the stage functions from outside (the stages
   are disjoint; ``other`` is the rest of the process's CPU time in the run: SimPy, glue,

@@ -4,7 +4,9 @@ One SimPy process per user draws that user's requests (a Poisson loop at the use
 the diurnal factor, by thinning); every request advances the user's OU drift, draws K distinct
 candidates among the live items the serving model knows, scores them with one numpy call,
 shows the top k, draws Bernoulli clicks from the true click model and, after the join delay,
-trains the model with one Adagrad (or SGD) step per impression. The world (users, items,
+trains the model with one Adagrad (or SGD) step per impression. The oracle's counterfactual
+(its own K candidates among all live items) is drawn for every request and, as in the engine,
+scored only in the measured period, where the metrics record it. The world (users, items,
 topics, ground truth) is simrec's own :class:`simrec.world.World`, advanced every
 ``sim.step_s`` by a world process, so catalogue and popularity follow the same law (and, for
 the same seed, the same path) as in the engine.
@@ -210,10 +212,10 @@ class NaiveSim:
         clicks = rng.random(len(slate)) < p
         active = w.items.active
         pool = active[rng.choice(len(active), min(K, len(active)), replace=False)]
-        best = np.sort(w.logits(true_u[None], pool, t)[0])[::-1][:k]
-        oracle = float((sigmoid(best) * self.pos[: len(best)]).sum())
         self.requests += 1
-        if self.measure_start_s <= t < self.end_s:
+        if self.measure_start_s <= t < self.end_s:  # the oracle only feeds the metrics
+            best = np.sort(w.logits(true_u[None], pool, t)[0])[::-1][:k]
+            oracle = float((sigmoid(best) * self.pos[: len(best)]).sum())
             self.measured.append((u, float(p.sum()), oracle, int(clicks.sum()), len(slate)))
         if self.rng_learn.random() >= cfg.learner.holdout_share:
             later = self.env.timeout(cfg.learner.join_delay_s)

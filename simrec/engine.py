@@ -214,7 +214,10 @@ class Simulation:
             fresh = getattr(version, "always_fresh", False)
             staleness = 0.0 if fresh else t - version.data_time_s
             since = 0.0 if fresh else t - replica.landed_s
-            served = self.server.serve(version, mine, t, eligible)
+            # the oracle's counterfactual only feeds the metrics: not scored where they are
+            # not recorded (warm-up)
+            measured = self.recorder.bucket(t) is not None
+            served = self.server.serve(version, mine, t, eligible, score_oracle=measured)
             self.recorder.record(dc, t, served, staleness, since)
             self._log(served, t)
 

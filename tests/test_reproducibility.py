@@ -81,6 +81,36 @@ def test_training_beside_serving_in_a_second_thread_changes_nothing(policy):
     assert one == two
 
 
+def test_leaving_the_oracle_unscored_in_warm_up_changes_nothing(monkeypatch):
+    """The oracle's counterfactual is not scored in warm-up, where nothing is recorded; its
+    pools are still drawn, so every table equals that of a run that scores it throughout."""
+    from simrec.serving.replica import Server
+
+    cfg = simrec.compose(["policy=hourly", "seed=4", *SMALL])
+    oracle = Server._oracle
+    calls: list[tuple[float, bool]] = []
+
+    def logged(self, true_u, corpus, n_batches, t, score):
+        calls.append((t, score))
+        return oracle(self, true_u, corpus, n_batches, t, score)
+
+    monkeypatch.setattr(Server, "_oracle", logged)
+    skipping = simrec.run(copy.deepcopy(cfg))
+    start = cfg.sim.warmup_days * 86_400
+    assert {score for t, score in calls if t < start} == {False}
+    assert {score for t, score in calls if t >= start} == {True}
+    n_warm = sum(t < start for t, _ in calls)
+    assert n_warm >= 0.9 * start / cfg.sim.step_s  # almost every warm-up step has requests
+
+    monkeypatch.setattr(Server, "_oracle", lambda self, *a: oracle(self, *a[:-1], True))
+    scoring = simrec.run(copy.deepcopy(cfg))
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            getattr(skipping, name), getattr(scoring, name), check_exact=True, obj=name
+        )
+    assert skipping.timeseries["oracle_expected_clicks"].sum() > 0
+
+
 def test_parallel_launcher_gives_the_same_runs_as_sequential(tmp_path):
     common = ["-m", "policy=hourly", "seed=0,1", *SMALL]
     run_cmd(

@@ -124,10 +124,17 @@ class Server:
         return active[version.known_items(active)]
 
     def serve(
-        self, version: ModelVersion, users: np.ndarray, t: float, eligible: np.ndarray
+        self,
+        version: ModelVersion,
+        users: np.ndarray,
+        t: float,
+        eligible: np.ndarray,
+        score_oracle: bool = True,
     ) -> Served:
         """Serve the requests of ``users`` at time ``t`` (s), in batches of ``batch_size``
-        that each share one retrieval pool."""
+        that each share one retrieval pool. Without ``score_oracle`` (nobody records the
+        step: warm-up) the oracle's counterfactual is drawn but not scored, and
+        ``oracle_expected`` is NaN."""
         cfg, rng, world = self.cfg, self.rng, self.world
         k = cfg.slate_size
         n_model = k - cfg.rule_slots
@@ -138,7 +145,9 @@ class Server:
         # the oracle's counterfactual (top k by true probability among K candidates of all
         # live items), computed meanwhile in a worker thread when one is given (it alone
         # draws from the oracle's stream, so the order of draws does not change)
-        oracle_job = self._submit(self._oracle, true_u, world.items.active, n_batches, t)
+        oracle_job = self._submit(
+            self._oracle, true_u, world.items.active, n_batches, t, score_oracle
+        )
         oracle_slots = min(k, self._window(len(world.items.active)))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
@@ -175,12 +184,15 @@ class Server:
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle, oracle_slots)
 
     def _oracle(
-        self, true_u: np.ndarray, corpus: np.ndarray, n_batches: int, t: float
+        self, true_u: np.ndarray, corpus: np.ndarray, n_batches: int, t: float, score: bool
     ) -> np.ndarray:
         """Expected clicks (B,) of the oracle's slates, from pools of ``corpus`` drawn on the
         oracle's stream (touches nothing the request path writes, so that it can run beside
-        it)."""
+        it). Without ``score`` only the pools are drawn, so that the stream, and with it
+        every later step's oracle, is the same as if they had been scored."""
         pools, start, K = self._retrieve(corpus, len(true_u), n_batches, self.rng_oracle)
+        if not score:
+            return np.full(len(true_u), np.nan)
         tvt, tbias = self._truth(pools, K, t)
         pos = self.pos[: min(self.cfg.slate_size, K)]
         scale = self.world.cfg.clicks.affinity_scale
