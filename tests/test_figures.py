@@ -281,6 +281,14 @@ def test_first_impression_nobody_shown(two_policies):
     ax = fig_first_impression(items).axes[0]
     for ln in labelled_lines(ax):
         assert (np.asarray(ln.get_ydata()) == 0).all()
+    # the curves lie on the x axis: the legend says why they cannot be seen
+    assert labels(ax) == ["hourly (0 %)", "daily (0 %)"]
+
+
+def test_first_impression_marks_only_the_policy_that_shows_nothing(two_policies):
+    items = two_policies.items.copy()
+    items.loc[items["policy"] == "daily", "time_to_first_impression_s"] = np.nan
+    assert labels(fig_first_impression(items).axes[0]) == ["hourly", "daily (0 %)"]
 
 
 def test_pipeline_timeline(two_policies):

@@ -333,7 +333,10 @@ def _ecdf_figure(
         )
     agg = seed_ci(pd.concat(rows, ignore_index=True), ["_series", "x"], "F")
     fig, ax = _new_axes(ax)
-    _plot_series(ax, agg, series, "x", clip=(0.0, 1.0), mark_at=(0.25, 0.5, 0.75))
+    for line in _plot_series(ax, agg, series, "x", clip=(0.0, 1.0), mark_at=(0.25, 0.5, 0.75)):
+        if not (np.asarray(line.get_ydata(), dtype=float) > 0).any():
+            # a curve that never leaves zero lies on the x axis: say so where it is named
+            line.set_label(f"{line.get_label()} (0 %)")
     style.duration_axis(ax.xaxis)
     ax.set_xlim(grid[0], grid[-1])
     ax.set_ylim(0.0, 1.02)
