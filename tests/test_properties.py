@@ -107,14 +107,19 @@ class Spy:
         serve = server.serve
         pos_sum = float(server.pos.sum())
 
-        def spy(version, users, t, eligible):
-            s = serve(version, users, t, eligible)
+        def spy(version, users, t, eligible, score_oracle=True):
+            s = serve(version, users, t, eligible, score_oracle=score_oracle)
             self.batches += 1
             assert any(version is r.version for r in sim.replicas.values()), "not live"
             shown = s.items >= 0
             assert np.all((s.p >= 0) & (s.p <= 1)) and np.all(s.p[~shown] == 0)
             assert not np.any(s.clicks & ~shown)
-            assert np.all((s.oracle_expected >= 0) & (s.oracle_expected <= pos_sum + EPS))
+            # the oracle is scored exactly where the step is recorded
+            assert score_oracle == (sim.recorder.bucket(t) is not None)
+            if score_oracle:
+                assert np.all((s.oracle_expected >= 0) & (s.oracle_expected <= pos_sum + EPS))
+            else:
+                assert np.isnan(s.oracle_expected).all()
             it = sim.world.items.t
             ids = s.items[shown]
             assert np.all(it.birth_s[ids] <= t), "impression before birth"
