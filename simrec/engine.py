@@ -202,6 +202,9 @@ class Simulation:
         if len(users) == 0:
             return
         home = w.users.t.home[users]
+        # the oracle's counterfactual only feeds the metrics: not scored where they are not
+        # recorded (warm-up)
+        measured = self.recorder.bucket(t) is not None
         for dc, name in enumerate(self.dc_names):
             replica = self.replicas[name]
             version = replica.version
@@ -214,9 +217,6 @@ class Simulation:
             fresh = getattr(version, "always_fresh", False)
             staleness = 0.0 if fresh else t - version.data_time_s
             since = 0.0 if fresh else t - replica.landed_s
-            # the oracle's counterfactual only feeds the metrics: not scored where they are
-            # not recorded (warm-up)
-            measured = self.recorder.bucket(t) is not None
             served = self.server.serve(version, mine, t, eligible, score_oracle=measured)
             self.recorder.record(dc, t, served, staleness, since)
             self._log(served, t)

@@ -550,12 +550,12 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
         keys = pd.MultiIndex.from_frame(d[["_series", "policy_interval_s"]])
         return dodge.reindex(keys).to_numpy(dtype=float)
 
-    if ax is None and has_bytes:
+    panel = ax is None and has_bytes  # bytes in a panel of their own below the CTR
+    if panel:
         fig = Figure(figsize=style.figsize(aspect=1.0), layout="constrained")
-        ax, ax_bytes = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+        ax, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     else:
         fig, ax = _new_axes(ax)
-        ax_bytes = None
     handles = []
     # thin trend line through all interval points
     trend = ctr.groupby("policy_interval_s")["mean"].mean().sort_index()
@@ -605,16 +605,10 @@ def fig_ctr_vs_interval(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax.set_xlim(xs.min() / 2.5, xs.max() * 2.5)
     _percent_axis(ax.yaxis)
     ax.set_ylabel("Expected CTR")
-    if ax_bytes is None:
-        ax.set_xlabel("Update interval")
+    (ax2 if panel else ax).set_xlabel("Update interval")
 
     if has_bytes:
-        panel = ax_bytes is not None
-        if panel:
-            ax2 = ax_bytes
-            ax.tick_params(labelbottom=False)
-            ax2.set_xlabel("Update interval")
-        else:
+        if not panel:
             ax2 = ax.twinx()
             ax2.grid(False)
             ax2.spines["right"].set_visible(True)
