@@ -120,6 +120,15 @@ def instrument(stages: Clock, phases: Clock, counts: dict[str, int]) -> None:
         setattr(owner, name, timing(getattr(owner, name), key, stages, time.thread_time))
     result = Future.result
     main = threading.main_thread()
+    from simrec.serving import replica
+
+    slates = replica.model_slates
+    shared = timing(slates, "rank_share", stages, time.thread_time)
+
+    def ranking(*args):  # the model's ranking of the step's last requests, in the worker
+        return slates(*args) if threading.current_thread() is main else shared(*args)
+
+    replica.model_slates = ranking
 
     def waited(self, timeout=None):  # the main thread waiting for a worker thread
         if threading.current_thread() is not main:

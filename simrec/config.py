@@ -37,10 +37,12 @@ class SimSettings:
         bucket_s: width of a metrics time bucket (seconds).
         batch_size: requests scored together against one shared candidate pool.
         progress: show a progress bar of simulated time.
-        threads: 2 trains the learner, and scores the oracle's counterfactual, in worker
-            threads while the step's requests are served (they touch disjoint data, so
-            results are identical to 1); 1 runs everything in one thread, e.g. when several
-            runs share the cores.
+        threads: 2 trains the learner, scores the oracle's counterfactual and ranks a share
+            of the step's requests in worker threads beside the main one (they touch
+            disjoint data, the learner's queued work is waited for before anything reads
+            it, and the oracle reads the world as it was at its step, so results are
+            identical to 1); 1 runs everything in one thread, e.g. when several runs share
+            the cores.
     """
 
     days: float = 2.0

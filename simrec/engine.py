@@ -15,7 +15,8 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +145,8 @@ class Simulation:
         self._spam: np.ndarray | None = None
         self._progress = None
         self._trainer: ThreadPoolExecutor | None = None
+        self._learning: deque[Future] = deque()  # the learner's queued work, in order
+        self.training.barrier = self._drain
 
     # --- processes ----------------------------------------------------------------------
     def _warmup(self):
@@ -172,6 +175,7 @@ class Simulation:
         while env.now < self.end_s:
             t = env.now
             if t >= next_evict and math.isfinite(cfg.learner.row_ttl_s):
+                self._drain()
                 self.learner.evict(t)
                 next_evict += EVICT_EVERY_S
             if self._trainer is not None:
@@ -180,13 +184,14 @@ class Simulation:
                 # (replicas hold copies): the two run side by side with the same results.
                 # Training starts first: it reads only catalogue rows that the world's
                 # advance does not write, and the step's new items join the learner's
-                # tables once it is done (no example can show them yet)
+                # tables after it (no example can show them yet). The learner's work is
+                # queued in order and may run on into the next step: whatever reads the
+                # learner (snapshots, deltas, eviction) waits for the queue first
                 ready = self.log.ready(t, limit_per_step)
-                training = self._trainer.submit(self.learner.train, ready, t)
+                self._learn(self.learner.train, ready, t)
                 _, new_items = self.world.advance(t)
                 self._serve_step(t, min(step, self.end_s - t))
-                training.result()
-                self.learner.register_items(new_items, t)
+                self._learn(self.learner.register_items, new_items, t)
             else:
                 _, new_items = self.world.advance(t)
                 self.learner.register_items(new_items, t)
@@ -195,6 +200,19 @@ class Simulation:
             if self._progress is not None:
                 self._progress.update(min(step, self.end_s - t) / 3600)
             yield env.timeout(step)
+
+    def _learn(self, fn, *args) -> None:
+        """Queue ``fn(*args)``, work on the learner, in the training thread."""
+        q = self._learning
+        while q and q[0].done():
+            q.popleft().result()  # raises what the training thread raised
+        q.append(self._trainer.submit(fn, *args))
+
+    def _drain(self) -> None:
+        """Wait until the learner's queued work is done."""
+        q = self._learning
+        while q:
+            q.popleft().result()
 
     def _serve_step(self, t: float, step: float) -> None:
         w = self.world
@@ -272,6 +290,7 @@ class Simulation:
                 self._trainer, self.server.executor = trainer, helper
                 try:
                     self.env.run(until=self.end_s)
+                    self._drain()
                 finally:
                     self._trainer = self.server.executor = None
         else:

@@ -6,6 +6,8 @@ clarity, not speed) on random inputs with repeated ids, ties and edge cases.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import tiny
@@ -22,7 +24,7 @@ from simrec.serving.ranking import (
     model_slates,
     oracle_expected,
 )
-from simrec.serving.replica import Served
+from simrec.serving.replica import Served, done
 from simrec.world.clicks import sigmoid
 from simrec.world.users import _guided_ids, _RatePool
 
@@ -193,13 +195,24 @@ def test_model_slates_rank_each_window_and_price_the_slate_with_the_truth():
     items = np.full((B, 10), -1)
     p = np.zeros((B, 10), np.float32)
     ivt, ib = extended(a["ivec"], a["ibias"], K)
-    model_slates(
-        a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], a["tvec"], -1.5 + a["terms"], 2.0,
-        a["pools"], pos, items, p,
-    )  # fmt: skip
+    args = (a["uvec"], ivt, ib, a["start"], K, bs, a["true_u"], a["tvec"], -1.5 + a["terms"])
+    args += (2.0, a["pools"], pos)
+    model_slates(*args, items, p, 0, B)
     np.testing.assert_array_equal(items[:, :m], a["pools"][q[:, None], best])
     np.testing.assert_allclose(p[:, :m], sigmoid(z) * pos, rtol=1e-5, atol=1e-6)
     assert (items[:, m:] == -1).all() and (p[:, m:] == 0).all()
+    # in two row ranges, as the request path splits them between two threads, cut inside
+    # a batch: each range fills only its own rows, and together they give the same slates
+    split = bs + 3
+    assert 0 < split < B and split % bs
+    items2 = np.full((B, 10), -1)
+    p2 = np.zeros((B, 10), np.float32)
+    model_slates(*args, items2, p2, split, B)
+    assert (items2[:split] == -1).all() and (p2[:split] == 0).all()
+    np.testing.assert_array_equal(items2[split:], items[split:])
+    model_slates(*args, items2, p2, 0, split)
+    np.testing.assert_array_equal(items2, items)
+    np.testing.assert_array_equal(p2, p)
 
 
 def test_oracle_expected_clicks_are_the_best_k_of_each_window_by_truth():
@@ -294,7 +307,7 @@ def served_batch(rng, sim: Simulation, B=300, k=10) -> Served:
         model_slot=np.arange(k) < k - 2,
         p=p,
         clicks=(rng.random((B, k)) < p) & (items >= 0),
-        oracle_expected=rng.random(B),
+        oracle=done(rng.random(B)),
         oracle_slots=k,
     )
 
@@ -346,3 +359,37 @@ def test_recorder_sums_each_cohort_as_masked_numpy_sums():
     assert c["impressions"][3] == fresh.sum()
     assert c["clicks"][3] == (s.clicks & fresh).sum()
     assert c["expected_clicks"][3] == pytest.approx(s.p[fresh].sum(), rel=1e-6)
+
+
+def test_recorder_adds_batches_in_the_order_served_whenever_their_oracle_finishes():
+    """A batch whose oracle is still being scored waits, and so do the batches after it;
+    the sums come out bit for bit as if every oracle had been ready at once."""
+    from concurrent.futures import Future
+
+    sim = Simulation(tiny())
+    rng = np.random.default_rng(8)
+    batches = [(dc, 1_000.0 + 60 * j, served_batch(rng, sim)) for j in range(4) for dc in (0, 1)]
+    ready = Recorder(sim.world, ["a", "b"], 0.0, 86_400.0, 900.0)
+    for dc, t, s in batches:
+        ready.record(dc, t, s, 1.0, 2.0)
+    late = Recorder(sim.world, ["a", "b"], 0.0, 86_400.0, 900.0)
+    pending = {}
+    for n, (dc, t, s) in enumerate(batches):
+        if n in (1, 4):  # these oracles finish late, the second before the first
+            pending[n] = Future()
+            s = dataclasses.replace(s, oracle=pending[n])
+        late.record(dc, t, s, 1.0, 2.0)
+
+    def requests_in() -> int:
+        return int(late.c["requests"][:, :, 0].sum())
+
+    B = len(batches[0][2].users)
+    assert requests_in() == B  # only the batch before the first pending one
+    pending[4].set_result(batches[4][2].oracle_expected)
+    late.catch_up(wait=False)
+    assert requests_in() == B  # the first pending one still holds the rest back
+    pending[1].set_result(batches[1][2].oracle_expected)
+    late.catch_up(wait=False)
+    assert requests_in() == len(batches) * B
+    assert ready.timeseries().equals(late.timeseries())
+    assert ready.staleness().equals(late.staleness())

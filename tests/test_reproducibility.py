@@ -81,6 +81,39 @@ def test_training_beside_serving_in_a_second_thread_changes_nothing(policy):
     assert one == two
 
 
+@pytest.mark.parametrize("policy", ["online", "hourly"])
+def test_slow_worker_threads_change_nothing(monkeypatch, policy):
+    """The worker threads' jobs may finish late: training runs on into later steps, the
+    oracle's scoring after the world has moved on, and the metrics wait for it. Delaying
+    every job's start by a millisecond (so that the main thread runs ahead: advances the
+    world, snapshots or sends deltas of the learner, records) gives exactly the tables of
+    ``sim.threads=1``."""
+    import threading
+    import time
+
+    from simrec.model.learner import Learner
+    from simrec.serving.replica import Server
+
+    def late(fn):
+        def delayed(*args):
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(0.001)
+            return fn(*args)
+
+        return delayed
+
+    base = simrec.compose([f"policy={policy}", "infra=geo3", "seed=5", *SMALL])
+    one = simrec.run(override(copy.deepcopy(base), sim__threads=1))
+    for owner, name in ((Learner, "train"), (Learner, "register_items"), (Server, "_oracle")):
+        monkeypatch.setattr(owner, name, late(getattr(owner, name)))
+    two = simrec.run(override(copy.deepcopy(base), sim__threads=2))
+    for name in TABLES:
+        pd.testing.assert_frame_equal(
+            getattr(one, name), getattr(two, name), check_exact=True, obj=name
+        )
+    assert two.timeseries["oracle_expected_clicks"].sum() > 0
+
+
 def test_leaving_the_oracle_unscored_in_warm_up_changes_nothing(monkeypatch):
     """The oracle's counterfactual is not scored in warm-up, where nothing is recorded; its
     pools are still drawn, so every table equals that of a run that scores it throughout."""
@@ -90,9 +123,9 @@ def test_leaving_the_oracle_unscored_in_warm_up_changes_nothing(monkeypatch):
     oracle = Server._oracle
     calls: list[tuple[float, bool]] = []
 
-    def logged(self, true_u, corpus, n_batches, t, score):
+    def logged(self, true_u, corpus, n_batches, t, score, world):
         calls.append((t, score))
-        return oracle(self, true_u, corpus, n_batches, t, score)
+        return oracle(self, true_u, corpus, n_batches, t, score, world)
 
     monkeypatch.setattr(Server, "_oracle", logged)
     skipping = simrec.run(copy.deepcopy(cfg))
@@ -102,7 +135,10 @@ def test_leaving_the_oracle_unscored_in_warm_up_changes_nothing(monkeypatch):
     n_warm = sum(t < start for t, _ in calls)
     assert n_warm >= 0.9 * start / cfg.sim.step_s  # almost every warm-up step has requests
 
-    monkeypatch.setattr(Server, "_oracle", lambda self, *a: oracle(self, *a[:-1], True))
+    def scored(self, true_u, corpus, n_batches, t, score, world):
+        return oracle(self, true_u, corpus, n_batches, t, True, world)
+
+    monkeypatch.setattr(Server, "_oracle", scored)
     scoring = simrec.run(copy.deepcopy(cfg))
     for name in TABLES:
         pd.testing.assert_frame_equal(

@@ -9,6 +9,8 @@ CTR is per oracle impression (its slate is always full), the others per shown im
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pandas as pd
 from numba import njit
@@ -30,6 +32,10 @@ _COUNTS = (
 
 class Recorder:
     """Accumulates the metrics of the measured period.
+
+    A served batch whose oracle is still being scored (in a worker thread) waits in a queue;
+    batches are always added in the order they were served, so every sum is the same
+    whenever the worker finishes. The tables wait for the queue to empty.
 
     Args:
         world: ground truth (user and item metadata for cohorts).
@@ -59,6 +65,7 @@ class Recorder:
         self.live = np.zeros(shape[:2])
         self.missing = np.zeros(shape[:2])
         self.stale_samples: list[tuple[int, float, int]] = []
+        self._queue: deque[tuple[int, float, Served, float, float]] = deque()
 
     def bucket(self, t: float) -> int | None:
         if t < self.t0:
@@ -69,10 +76,22 @@ class Recorder:
     def record(
         self, dc: int, t: float, s: Served, staleness_s: float, since_update_s: float
     ) -> None:
-        """Record one served batch at time ``t``."""
-        b = self.bucket(t)
-        if b is None:
+        """Record one served batch at time ``t`` (s): ``staleness_s`` is the age of the
+        serving version's data, ``since_update_s`` the time since it last changed."""
+        if self.bucket(t) is None:
             return
+        self._queue.append((dc, t, s, staleness_s, since_update_s))
+        self.catch_up(wait=False)
+
+    def catch_up(self, wait: bool = True) -> None:
+        """Add the queued batches, in order: all of them (``wait``, waiting for their
+        oracles), or those before the first whose oracle is not yet scored."""
+        q = self._queue
+        while q and (wait or q[0][2].oracle.done()):
+            self._add(*q.popleft())
+
+    def _add(self, dc: int, t: float, s: Served, staleness_s: float, since_update_s: float) -> None:
+        b = self.bucket(t)
         w = self.world
         sums = _tally(
             s.users,
@@ -105,6 +124,7 @@ class Recorder:
     # --- tables -------------------------------------------------------------------------
     def timeseries(self) -> pd.DataFrame:
         """Tidy table: one row per (bucket, datacenter, cohort)."""
+        self.catch_up()
         nb, nd, nc = self.c["requests"].shape
         b, d, k = np.meshgrid(np.arange(nb), np.arange(nd), np.arange(nc), indexing="ij")
         df = pd.DataFrame(
@@ -142,6 +162,7 @@ class Recorder:
 
     def staleness(self) -> pd.DataFrame:
         """Weighted staleness sample: ``requests`` requests were served at ``staleness_s``."""
+        self.catch_up()
         if not self.stale_samples:
             return pd.DataFrame({"datacenter": [], "staleness_s": [], "requests": []})
         dc, s, n = map(np.asarray, zip(*self.stale_samples, strict=True))

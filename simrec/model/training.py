@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from simrec.config import LearnerSettings
@@ -21,6 +23,8 @@ class TrainingSide:
     Attributes:
         shipped: the newest version that passed validation and was sent (validation compares
             candidates against it).
+        barrier: called before the learner is read; the engine sets it to wait for training
+            queued in its worker thread.
     """
 
     def __init__(self, cfg: LearnerSettings, learner: Learner, world: World) -> None:
@@ -29,9 +33,11 @@ class TrainingSide:
         self.world = world
         self.shipped: ModelVersion | None = None
         self._oracle_version = 0
+        self.barrier: Callable[[], None] = lambda: None
 
     def snapshot(self) -> tuple[ModelVersion, float]:
         """A new full version and its checkpoint size (bytes)."""
+        self.barrier()
         if self.cfg.kind == "oracle":
             self._oracle_version += 1
             v = OracleVersion(self.world, self.world.now, self._oracle_version)
@@ -43,13 +49,21 @@ class TrainingSide:
 
     def delta(self, since: int) -> Delta:
         """Sparse rows written after write-sequence cut ``since`` (learned model only)."""
+        self.barrier()
         d = self.learner.delta(since)
         self.learner.version += 1
         return d
 
     @property
     def next_version(self) -> int:
+        self.barrier()
         return self.learner.version
+
+    @property
+    def write_seq(self) -> int:
+        """The learner's write sequence now: a delta from here holds what is written next."""
+        self.barrier()
+        return self.learner.seq
 
     def dense_bytes(self) -> float:
         return self.cfg.dense_bytes

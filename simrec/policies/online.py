@@ -41,7 +41,7 @@ class Online:
                 "policy=online needs learner.kind=learned (got "
                 f"{ctx.training.cfg.kind!r}): deltas are rows of learned tables"
             )
-        self.cut = ctx.training.learner.seq
+        self.cut = ctx.training.write_seq
         ctx.env.process(self._sparse(ctx))
         ctx.env.process(self._dense(ctx))
 

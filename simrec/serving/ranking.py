@@ -198,10 +198,12 @@ def _top_k(sc, vals, top, keys, rank):
 
 @njit(cache=True, nogil=True)
 def model_slates(
-    uvec, ivt, ibias, start, K, batch_size, true_u, tvec, tbias, scale, pools, pos, items, p
+    uvec, ivt, ibias, start, K, batch_size, true_u, tvec, tbias, scale, pools, pos, items, p, r0, r1
 ):
-    """Rank each request's window by the model and fill the first ``len(pos)`` slots of
-    its slate, best first, with the true click probability of each shown item.
+    """Rank the windows of requests ``r0`` to ``r1 - 1`` by the model and fill the first
+    ``len(pos)`` slots of their slates, best first, with the true click probability of each
+    shown item. A request's slate depends only on its own rows, so disjoint row ranges can
+    be ranked in different threads.
 
     Args:
         uvec: (B, d) model user vectors.
@@ -213,36 +215,37 @@ def model_slates(
         scale: affinity scale of the true click model.
         pools: (nb, M) item ids of the pools; pos: (m,) position bias of the slots to fill.
         items, p: (B, >= m) slates and click probabilities, written in place.
+        r0, r1: the requests to rank (rows of the arrays above).
     """
-    B, d = uvec.shape
+    d = uvec.shape[1]
     M = pools.shape[1]
     k = pos.shape[0]
     sc = np.empty(K, np.float32)
     vals, top, keys, rank = _scratch(K, k)
-    cols = np.empty((B, k), np.int64)
-    z = np.empty((B, k))
-    for r in range(B):
+    cols = np.empty((r1 - r0, k), np.int64)
+    z = np.empty((r1 - r0, k))
+    for r in range(r0, r1):
         q = r // batch_size
         c0 = start[r]
         _window_scores(sc, uvec[r], np.float32(1.0), ivt[q], ibias[q], c0)
         _top_k(sc, vals, top, keys, rank)
         for j in range(k):
             c = c0 + top[j]
-            cols[r, j] = c - M if c >= M else c
+            cols[r - r0, j] = c - M if c >= M else c
     # the truth of the shown items after the ranking, and the sigmoids in a pass of their
     # own: independent work that the core overlaps (10 % faster than per request)
-    for r in range(B):
+    for r in range(r0, r1):
         q = r // batch_size
         for j in range(k):
-            c = cols[r, j]
+            c = cols[r - r0, j]
             dot = np.float32(0.0)
             for a in range(d):
                 dot += true_u[r, a] * tvec[q, c, a]
-            z[r, j] = tbias[q, c] + scale * dot
+            z[r - r0, j] = tbias[q, c] + scale * dot
             items[r, j] = pools[q, c]
-    for r in range(B):
+    for r in range(r0, r1):
         for j in range(k):
-            p[r, j] = pos[j] / (1.0 + math.exp(-z[r, j]))
+            p[r, j] = pos[j] / (1.0 + math.exp(-z[r - r0, j]))
 
 
 @njit(cache=True, nogil=True)

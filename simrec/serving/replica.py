@@ -40,6 +40,11 @@ from simrec.serving.ranking import (
 from simrec.world.clicks import position_bias, sigmoid
 from simrec.world.world import World
 
+HELPER_SHARE = 0.3
+"""Share of a step's requests that the model ranks in the worker thread, when there is one.
+The main thread carries the rest of the step; the worker core also trains and scores the
+oracle, but those two have no deadline within the step (see :mod:`simrec.engine`)."""
+
 
 @dataclass
 class Served:
@@ -51,8 +56,21 @@ class Served:
     model_slot: np.ndarray  # (k,) bool, slot filled by the model (not the rule)
     p: np.ndarray  # (B, k) true click probability (with position bias)
     clicks: np.ndarray  # (B, k) bool
-    oracle_expected: np.ndarray  # (B,) expected clicks of the oracle's slate
+    oracle: Future  # of (B,) expected clicks of the oracle's slate (may still be running)
     oracle_slots: int  # items in the oracle's slate (k, fewer only if fewer items live)
+
+    @property
+    def oracle_expected(self) -> np.ndarray:
+        """(B,) expected clicks of the oracle's slate (NaN where it was not scored); waits
+        for the worker thread if it is still computing them."""
+        return self.oracle.result()
+
+
+def done(value) -> Future:
+    """A future that already holds ``value``."""
+    f: Future = Future()
+    f.set_result(value)
+    return f
 
 
 class Replica:
@@ -112,7 +130,8 @@ class Server:
         self.rng = rng
         self.rng_oracle = rng_oracle
         self.batch_size = batch_size
-        self.executor: Executor | None = None  # set by the engine to overlap the oracle
+        # set by the engine: runs the oracle and a share of the ranking beside the step
+        self.executor: Executor | None = None
         self._seen = {False: np.zeros(0, bool), True: np.zeros(0, bool)}  # see `_scratch`
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
@@ -134,7 +153,8 @@ class Server:
         """Serve the requests of ``users`` at time ``t`` (s), in batches of ``batch_size``
         that each share one retrieval pool. Without ``score_oracle`` (nobody records the
         step: warm-up) the oracle's counterfactual is drawn but not scored, and
-        ``oracle_expected`` is NaN."""
+        ``oracle_expected`` is NaN. With a worker thread the oracle may still be running
+        when this returns (see :attr:`Served.oracle`)."""
         cfg, rng, world = self.cfg, self.rng, self.world
         k = cfg.slate_size
         n_model = k - cfg.rule_slots
@@ -143,11 +163,11 @@ class Server:
         n_batches = -(-B // bs)
         true_u = world.users.interests(users, t)
         # the oracle's counterfactual (top k by true probability among K candidates of all
-        # live items), computed meanwhile in a worker thread when one is given (it alone
-        # draws from the oracle's stream, so the order of draws does not change)
-        oracle_job = self._submit(
-            self._oracle, true_u, world.items.active, n_batches, t, score_oracle
-        )
+        # live items), computed in the worker thread when there is one (it alone draws from
+        # the oracle's stream, so the order of draws does not change); only the metrics
+        # read it, so it is queued behind the model's share of the ranking
+        oracle_args = (true_u, world.items.active, n_batches, t, score_oracle, self._world_now())
+        oracle = None
         oracle_slots = min(k, self._window(len(world.items.active)))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
         p = np.zeros((B, k), dtype=np.float32)
@@ -161,39 +181,45 @@ class Server:
             nb, M = pools.shape
             ivec, ibias = version.item_side(flat, t)
             ivt, ib = extended(ivec.reshape(nb, M, d), ibias.reshape(nb, M), K)
-            model_slates(
-                np.ascontiguousarray(uvec, dtype=np.float32),
-                ivt,
-                ib,
-                start,
-                K,
-                bs,
-                true_u,
-                *self._truth(pools, K, t, rows=True),
-                c.affinity_scale,
-                pools,
-                self.pos[:m],
-                items,
-                p,
-            )
+            tvec, tbias = self._truth(pools, K, t, rows=True)
+            uvec = np.ascontiguousarray(uvec, dtype=np.float32)
+            args = (uvec, ivt, ib, start, K, bs, true_u, tvec, tbias, c.affinity_scale, pools)
+            args += (self.pos[:m], items, p)
+            # the last requests are ranked in the worker thread meanwhile (a slate depends
+            # only on its own request's rows, so the split changes nothing)
+            split = B - int(B * HELPER_SHARE) if self.executor is not None else B
+            theirs = self._submit(model_slates, *args, split, B) if split < B else None
+            oracle = self._submit(self._oracle, *oracle_args)
+            model_slates(*args, 0, split)
+            if theirs is not None:
+                theirs.result()
         if cfg.rule_slots:
             self._rule_slots(items, p, true_u, t, n_model, n_batches)
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
-        oracle = oracle_job.result()
+        if oracle is None:
+            oracle = self._submit(self._oracle, *oracle_args)
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle, oracle_slots)
 
     def _oracle(
-        self, true_u: np.ndarray, corpus: np.ndarray, n_batches: int, t: float, score: bool
+        self,
+        true_u: np.ndarray,
+        corpus: np.ndarray,
+        n_batches: int,
+        t: float,
+        score: bool,
+        world: tuple[np.ndarray, ...],
     ) -> np.ndarray:
-        """Expected clicks (B,) of the oracle's slates, from pools of ``corpus`` drawn on the
-        oracle's stream (touches nothing the request path writes, so that it can run beside
-        it). Without ``score`` only the pools are drawn, so that the stream, and with it
-        every later step's oracle, is the same as if they had been scored."""
+        """Expected clicks (B,) of the oracle's slates at ``t``, from pools of ``corpus``
+        drawn on the oracle's stream, with the world's arrays ``world`` as they were at
+        ``t`` (see :meth:`_world_now`): it touches nothing the request path writes, so it
+        can run beside it, and on while the world moves on. Without ``score`` only the
+        pools are drawn, so that the stream, and with it every later step's oracle, is the
+        same as if they had been scored."""
         pools, start, K = self._retrieve(corpus, len(true_u), n_batches, self.rng_oracle)
         if not score:
             return np.full(len(true_u), np.nan)
-        tvt, tbias = self._truth(pools, K, t)
+        tvt, tbias = self._truth(pools, K, t, world=world)
         pos = self.pos[: min(self.cfg.slate_size, K)]
         scale = self.world.cfg.clicks.affinity_scale
         return oracle_expected(true_u, tvt, tbias, start, K, pos, self.batch_size, scale)
@@ -202,9 +228,7 @@ class Server:
         """``fn(*args)`` in the worker thread if there is one, else now."""
         if self.executor is not None:
             return self.executor.submit(fn, *args)
-        done: Future = Future()
-        done.set_result(fn(*args))
-        return done
+        return done(fn(*args))
 
     def _rule_slots(
         self,
@@ -271,20 +295,33 @@ class Server:
             self._seen[key] = np.zeros(2 * n, dtype=bool)
         return self._seen[key]
 
+    def _world_now(self) -> tuple[np.ndarray, ...]:
+        """The world's arrays that the truth of pools reads, as they are now: the items'
+        vectors, qualities, birth times and topics (a row is written once, when the item is
+        published, and a grown table is a new array) and the topics' popularity (a new
+        array whenever it moves)."""
+        it = self.world.items.t
+        return it.vec, it.quality, it.birth_s, it.topic, self.world.topics.popularity
+
     def _truth(
-        self, pools: np.ndarray, K: int, t: float, rows: bool = False
+        self,
+        pools: np.ndarray,
+        K: int,
+        t: float,
+        rows: bool = False,
+        world: tuple[np.ndarray, ...] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         w = self.world
-        it = w.items.t
+        vec, quality, birth_s, topic, popularity = world or self._world_now()
         return true_pools(
             pools,
             K,
             t,
-            it.vec,
-            it.quality,
-            it.birth_s,
-            it.topic,
-            w.topics.popularity,
+            vec,
+            quality,
+            birth_s,
+            topic,
+            popularity,
             w.items.cfg.freshness_boost,
             w.items.cfg.freshness_decay_s,
             w.cfg.clicks.base_logit,
