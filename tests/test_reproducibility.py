@@ -114,6 +114,31 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
     assert two.timeseries["oracle_expected_clicks"].sum() > 0
 
 
+def test_an_error_in_a_worker_thread_stops_the_run(monkeypatch):
+    """Nothing waits for an unscored oracle in warm-up, nor for training until the learner
+    is read; what they raise still ends the run."""
+    from simrec.model.learner import Learner
+    from simrec.serving.replica import Server
+
+    cfg = simrec.compose(["policy=hourly", *SMALL])
+    assert cfg.sim.threads == 2
+    oracle = Server._oracle
+
+    def broken_in_warm_up(self, true_u, corpus, n_batches, t, score, world):
+        if not score:
+            raise RuntimeError("broken worker")
+        return oracle(self, true_u, corpus, n_batches, t, score, world)
+
+    def broken(*args):
+        raise RuntimeError("broken worker")
+
+    for owner, name, fn in ((Server, "_oracle", broken_in_warm_up), (Learner, "train", broken)):
+        with monkeypatch.context() as m:
+            m.setattr(owner, name, fn)
+            with pytest.raises(RuntimeError, match="broken worker"):
+                simrec.run(copy.deepcopy(cfg))
+
+
 def test_leaving_the_oracle_unscored_in_warm_up_changes_nothing(monkeypatch):
     """The oracle's counterfactual is not scored in warm-up, where nothing is recorded; its
     pools are still drawn, so every table equals that of a run that scores it throughout."""

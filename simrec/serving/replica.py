@@ -132,6 +132,7 @@ class Server:
         self.batch_size = batch_size
         # set by the engine: runs the oracle and a share of the ranking beside the step
         self.executor: Executor | None = None
+        self._last_oracle: Future | None = None
         self._seen = {False: np.zeros(0, bool), True: np.zeros(0, bool)}  # see `_scratch`
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
@@ -199,6 +200,11 @@ class Server:
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
         if oracle is None:
             oracle = self._submit(self._oracle, *oracle_args)
+        # nobody waits for an oracle that is not recorded (warm-up): what it raised surfaces
+        # here, a step later, instead of being lost
+        last, self._last_oracle = self._last_oracle, oracle
+        if last is not None and last.done():
+            last.result()
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle, oracle_slots)
 
     def _oracle(
