@@ -187,6 +187,10 @@ class Simulation:
                 # tables after it (no example can show them yet). The learner's work is
                 # queued in order and may run on into the next step: whatever reads the
                 # learner (snapshots, deltas, eviction) waits for the queue first
+                # the worker's share of the ranking shrinks while the learner's work of
+                # the step before last is unfinished (two jobs a step), else it grows
+                behind = sum(not f.done() for f in self._learning) > 2
+                self.server.rebalance(worker_behind=behind)
                 ready = self.log.ready(t, limit_per_step)
                 self._learn(self.learner.train, ready, t)
                 _, new_items = self.world.advance(t)

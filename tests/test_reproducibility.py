@@ -24,6 +24,7 @@ import simrec
 from simrec.config import Config, from_dict, to_dict
 from simrec.engine import Simulation
 from simrec.results.io import TABLES
+from simrec.serving.replica import SHARE_START
 
 SMALL = ["users.initial=1500", "items.initial=600", "sim.days=0.1", "sim.warmup_days=0.05"]
 VOLATILE = {"wall_time_s"}  # the only summary entry allowed to differ between processes
@@ -106,12 +107,44 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
     one = simrec.run(override(copy.deepcopy(base), sim__threads=1))
     for owner, name in ((Learner, "train"), (Learner, "register_items"), (Server, "_oracle")):
         monkeypatch.setattr(owner, name, late(getattr(owner, name)))
+    shares = []
+    rebalance = Server.rebalance
+
+    def watched(self, worker_behind):
+        rebalance(self, worker_behind)
+        shares.append(self.share)
+
+    monkeypatch.setattr(Server, "rebalance", watched)
     two = simrec.run(override(copy.deepcopy(base), sim__threads=2))
     for name in TABLES:
         pd.testing.assert_frame_equal(
             getattr(one, name), getattr(two, name), check_exact=True, obj=name
         )
     assert two.timeseries["oracle_expected_clicks"].sum() > 0
+    # the slowed worker was found behind, and its share of the ranking fell to nothing
+    assert len(shares) > 100 and min(shares) == 0.0
+
+
+def test_the_workers_share_of_the_ranking_follows_its_load():
+    """Up a notch per step while the worker keeps up, to a ceiling; down two when it is
+    behind with training or the main thread had to wait for its share, to zero."""
+    from simrec.serving.replica import SHARE_MAX, SHARE_NOTCH
+
+    server = Simulation(tiny()).server
+    assert server.share == SHARE_START
+    server.rebalance(worker_behind=False)
+    assert server.share == pytest.approx(SHARE_START + SHARE_NOTCH)
+    server.rebalance(worker_behind=True)
+    assert server.share == pytest.approx(SHARE_START - SHARE_NOTCH)
+    server._waited = True  # as after a step whose share was not done when the main one was
+    server.rebalance(worker_behind=False)
+    assert server.share == pytest.approx(SHARE_START - 3 * SHARE_NOTCH)
+    for _ in range(100):
+        server.rebalance(worker_behind=False)
+    assert server.share == SHARE_MAX
+    for _ in range(100):
+        server.rebalance(worker_behind=True)
+    assert server.share == 0.0
 
 
 def test_an_error_in_a_worker_thread_stops_the_run(monkeypatch):

@@ -40,8 +40,9 @@ from simrec.serving.ranking import (
 from simrec.world.clicks import position_bias, sigmoid
 from simrec.world.world import World
 
-HELPER_SHARE = 0.3
-"""Share of a step's requests that the model ranks in the worker thread, when there is one.
+SHARE_START, SHARE_MAX, SHARE_NOTCH = 0.3, 0.5, 0.01
+"""The share of a step's requests that the model ranks in the worker thread, when there is
+one: where it starts, its ceiling, and how far :meth:`Server.rebalance` moves it per step.
 The main thread carries the rest of the step; the worker core also trains and scores the
 oracle, but those two have no deadline within the step (see :mod:`simrec.engine`)."""
 
@@ -133,6 +134,8 @@ class Server:
         # set by the engine: runs the oracle and a share of the ranking beside the step
         self.executor: Executor | None = None
         self._last_oracle: Future | None = None
+        self.share = SHARE_START  # of the ranking done in the worker thread (see `rebalance`)
+        self._waited = False  # whether the main thread last waited for the worker's share
         self._seen = {False: np.zeros(0, bool), True: np.zeros(0, bool)}  # see `_scratch`
         self.pos = position_bias(cfg.slate_size, position_decay)
         n_model = cfg.slate_size - cfg.rule_slots
@@ -188,11 +191,12 @@ class Server:
             args += (self.pos[:m], items, p)
             # the last requests are ranked in the worker thread meanwhile (a slate depends
             # only on its own request's rows, so the split changes nothing)
-            split = B - int(B * HELPER_SHARE) if self.executor is not None else B
+            split = B - int(B * self.share) if self.executor is not None else B
             theirs = self._submit(model_slates, *args, split, B) if split < B else None
             oracle = self._submit(self._oracle, *oracle_args)
             model_slates(*args, 0, split)
             if theirs is not None:
+                self._waited = not theirs.done()
                 theirs.result()
         if cfg.rule_slots:
             self._rule_slots(items, p, true_u, t, n_model, n_batches)
@@ -206,6 +210,17 @@ class Server:
         if last is not None and last.done():
             last.result()
         return Served(users, ~known, items, self.model_slot, p, clicks, oracle, oracle_slots)
+
+    def rebalance(self, worker_behind: bool) -> None:
+        """Move the worker thread's share of the ranking by a notch: down, by two, when the
+        main thread last had to wait for it or the worker is ``worker_behind`` with its
+        other work (training), else up, so that the two cores stay about equally loaded.
+        The share changes no result, only the speed."""
+        if worker_behind or self._waited:
+            self.share = max(0.0, self.share - 2 * SHARE_NOTCH)
+        else:
+            self.share = min(SHARE_MAX, self.share + SHARE_NOTCH)
+        self._waited = False
 
     def _oracle(
         self,
