@@ -66,12 +66,38 @@ def test_same_config_and_seed_give_identical_files_in_separate_processes(tmp_pat
     pd.testing.assert_frame_equal(again.timeseries, ts, check_exact=True)
 
 
+def worker_ranking(monkeypatch, delay_s: float = 0.0) -> list[int]:
+    """Let the worker thread rank a share of even these small steps (of a few dozen
+    requests), optionally after a delay; returns the list that collects how many requests
+    it ranked per call."""
+    import threading
+    import time
+
+    from simrec.serving import replica
+
+    ranked: list[int] = []
+    slates = replica.model_slates
+
+    def spied(*args):
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(delay_s)
+            ranked.append(args[-1] - args[-2])
+        return slates(*args)
+
+    monkeypatch.setattr(replica, "SHARE_MIN_REQUESTS", 1)
+    monkeypatch.setattr(replica, "model_slates", spied)
+    return ranked
+
+
 @pytest.mark.parametrize("policy", ["online", "hourly"])
-def test_training_beside_serving_in_a_second_thread_changes_nothing(policy):
-    """``sim.threads=2`` (training and the oracle's scoring in worker threads while the step
-    is served) and ``sim.threads=1`` give exactly the same tables and the same run id."""
+def test_training_beside_serving_in_a_second_thread_changes_nothing(monkeypatch, policy):
+    """``sim.threads=2`` (training, the oracle's scoring and a share of the ranking in
+    worker threads beside the main one) and ``sim.threads=1`` give exactly the same tables
+    and the same run id."""
     base = simrec.compose([f"policy={policy}", "infra=geo3", "seed=2", *SMALL])
+    ranked = worker_ranking(monkeypatch)
     runs = [simrec.run(override(copy.deepcopy(base), sim__threads=n)) for n in (1, 2)]
+    assert len(ranked) > 20 and sum(ranked) > 50  # the worker did rank a share
     for name in TABLES:
         pd.testing.assert_frame_equal(
             getattr(runs[0], name), getattr(runs[1], name), check_exact=True, obj=name
@@ -86,9 +112,9 @@ def test_training_beside_serving_in_a_second_thread_changes_nothing(policy):
 def test_slow_worker_threads_change_nothing(monkeypatch, policy):
     """The worker threads' jobs may finish late: training runs on into later steps, the
     oracle's scoring after the world has moved on, and the metrics wait for it. Delaying
-    every job's start by a millisecond (so that the main thread runs ahead: advances the
-    world, snapshots or sends deltas of the learner, records) gives exactly the tables of
-    ``sim.threads=1``."""
+    every job's start (and the worker's share of the ranking) by a millisecond, so that
+    the main thread runs ahead (advances the world, snapshots or sends deltas of the
+    learner, records), gives exactly the tables of ``sim.threads=1``."""
     import threading
     import time
 
@@ -107,6 +133,7 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
     one = simrec.run(override(copy.deepcopy(base), sim__threads=1))
     for owner, name in ((Learner, "train"), (Learner, "register_items"), (Server, "_oracle")):
         monkeypatch.setattr(owner, name, late(getattr(owner, name)))
+    ranked = worker_ranking(monkeypatch, delay_s=0.001)
     shares = []
     rebalance = Server.rebalance
 
@@ -121,7 +148,8 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
             getattr(one, name), getattr(two, name), check_exact=True, obj=name
         )
     assert two.timeseries["oracle_expected_clicks"].sum() > 0
-    # the slowed worker was found behind, and its share of the ranking fell to nothing
+    # the slowed worker ranked some requests, was found behind, and its share fell to 0
+    assert sum(ranked) > 0
     assert len(shares) > 100 and min(shares) == 0.0
 
 

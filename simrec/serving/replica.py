@@ -45,6 +45,8 @@ SHARE_START, SHARE_MAX, SHARE_NOTCH = 0.3, 0.5, 0.01
 one: where it starts, its ceiling, and how far :meth:`Server.rebalance` moves it per step.
 The main thread carries the rest of the step; the worker core also trains and scores the
 oracle, but those two have no deadline within the step (see :mod:`simrec.engine`)."""
+SHARE_MIN_REQUESTS = 256
+"""Fewer requests than this are not worth handing over (the hand-off costs tens of µs)."""
 
 
 @dataclass
@@ -191,7 +193,8 @@ class Server:
             args += (self.pos[:m], items, p)
             # the last requests are ranked in the worker thread meanwhile (a slate depends
             # only on its own request's rows, so the split changes nothing)
-            split = B - int(B * self.share) if self.executor is not None else B
+            theirs_n = int(B * self.share) if self.executor is not None else 0
+            split = B - theirs_n if theirs_n >= SHARE_MIN_REQUESTS else B
             theirs = self._submit(model_slates, *args, split, B) if split < B else None
             oracle = self._submit(self._oracle, *oracle_args)
             model_slates(*args, 0, split)
