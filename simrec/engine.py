@@ -186,8 +186,8 @@ class Simulation:
                 # advance does not write, and the step's new items join the learner's
                 # tables after it (no example can show them yet). The learner's work is
                 # queued in order and may run on into the next step: whatever reads the
-                # learner (snapshots, deltas, eviction) waits for the queue first
-                # the worker's share of the ranking shrinks while the learner's work of
+                # learner (snapshots, deltas, eviction) waits for the queue first.
+                # The worker's share of the ranking shrinks while the learner's work of
                 # the step before last is unfinished (two jobs a step), else it grows
                 behind = sum(not f.done() for f in self._learning) > 2
                 self.server.rebalance(worker_behind=behind)

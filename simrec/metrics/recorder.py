@@ -35,7 +35,9 @@ class Recorder:
 
     A served batch whose oracle is still being scored (in a worker thread) waits in a queue;
     batches are always added in the order they were served, so every sum is the same
-    whenever the worker finishes. The tables wait for the queue to empty.
+    whenever the worker finishes, and the tables wait for the queue to empty. (What a batch
+    reads of the world, the users' and items' birth times and anonymity, is written once
+    when a row is created, so adding it a step later gives the same sums.)
 
     Args:
         world: ground truth (user and item metadata for cohorts).
