@@ -66,27 +66,37 @@ def test_same_config_and_seed_give_identical_files_in_separate_processes(tmp_pat
     pd.testing.assert_frame_equal(again.timeseries, ts, check_exact=True)
 
 
-def worker_ranking(monkeypatch, delay_s: float = 0.0) -> list[int]:
-    """Let the worker thread rank a share of even these small steps (of a few dozen
-    requests), optionally after a delay; returns the list that collects how many requests
-    it ranked per call."""
+def in_worker(fn, delay_s: float = 0.0, calls: list | None = None):
+    """``fn``, which when a worker thread calls it first sleeps ``delay_s`` and appends its
+    arguments to ``calls``."""
     import threading
     import time
 
-    from simrec.serving import replica
-
-    ranked: list[int] = []
-    slates = replica.model_slates
-
-    def spied(*args):
+    def wrapped(*args):
         if threading.current_thread() is not threading.main_thread():
             time.sleep(delay_s)
-            ranked.append(args[-1] - args[-2])
-        return slates(*args)
+            if calls is not None:
+                calls.append(args)
+        return fn(*args)
 
+    return wrapped
+
+
+def worker_ranking(monkeypatch, delay_s: float = 0.0) -> list[tuple]:
+    """Let the worker thread rank a share of even these small steps (of a few dozen
+    requests), optionally after a delay; returns the list that collects the arguments of
+    each of its calls (the last two are its first and end row)."""
+    from simrec.serving import replica
+
+    calls: list[tuple] = []
     monkeypatch.setattr(replica, "SHARE_MIN_REQUESTS", 1)
-    monkeypatch.setattr(replica, "model_slates", spied)
-    return ranked
+    monkeypatch.setattr(replica, "model_slates", in_worker(replica.model_slates, delay_s, calls))
+    return calls
+
+
+def ranked(calls: list[tuple]) -> list[int]:
+    """Requests ranked by each of the worker's calls of ``model_slates``."""
+    return [args[-1] - args[-2] for args in calls]
 
 
 @pytest.mark.parametrize("policy", ["online", "hourly"])
@@ -95,9 +105,9 @@ def test_training_beside_serving_in_a_second_thread_changes_nothing(monkeypatch,
     worker threads beside the main one) and ``sim.threads=1`` give exactly the same tables
     and the same run id."""
     base = simrec.compose([f"policy={policy}", "infra=geo3", "seed=2", *SMALL])
-    ranked = worker_ranking(monkeypatch)
+    calls = worker_ranking(monkeypatch)
     runs = [simrec.run(override(copy.deepcopy(base), sim__threads=n)) for n in (1, 2)]
-    assert len(ranked) > 20 and sum(ranked) > 50  # the worker did rank a share
+    assert len(calls) > 20 and sum(ranked(calls)) > 50  # the worker did rank a share
     for name in TABLES:
         pd.testing.assert_frame_equal(
             getattr(runs[0], name), getattr(runs[1], name), check_exact=True, obj=name
@@ -115,25 +125,14 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
     every job's start (and the worker's share of the ranking) by a millisecond, so that
     the main thread runs ahead (advances the world, snapshots or sends deltas of the
     learner, records), gives exactly the tables of ``sim.threads=1``."""
-    import threading
-    import time
-
     from simrec.model.learner import Learner
     from simrec.serving.replica import Server
-
-    def late(fn):
-        def delayed(*args):
-            if threading.current_thread() is not threading.main_thread():
-                time.sleep(0.001)
-            return fn(*args)
-
-        return delayed
 
     base = simrec.compose([f"policy={policy}", "infra=geo3", "seed=5", *SMALL])
     one = simrec.run(override(copy.deepcopy(base), sim__threads=1))
     for owner, name in ((Learner, "train"), (Learner, "register_items"), (Server, "_oracle")):
-        monkeypatch.setattr(owner, name, late(getattr(owner, name)))
-    ranked = worker_ranking(monkeypatch, delay_s=0.001)
+        monkeypatch.setattr(owner, name, in_worker(getattr(owner, name), 0.001))
+    calls = worker_ranking(monkeypatch, delay_s=0.001)
     shares = []
     rebalance = Server.rebalance
 
@@ -149,7 +148,7 @@ def test_slow_worker_threads_change_nothing(monkeypatch, policy):
         )
     assert two.timeseries["oracle_expected_clicks"].sum() > 0
     # the slowed worker ranked some requests, was found behind, and its share fell to 0
-    assert sum(ranked) > 0
+    assert sum(ranked(calls)) > 0
     assert len(shares) > 100 and min(shares) == 0.0
 
 

@@ -67,7 +67,7 @@ class Recorder:
         self.live = np.zeros(shape[:2])
         self.missing = np.zeros(shape[:2])
         self.stale_samples: list[tuple[int, float, int]] = []
-        self._queue: deque[tuple[int, float, Served, float, float]] = deque()
+        self._queue: deque[tuple[int, int, float, Served, float, float]] = deque()
 
     def bucket(self, t: float) -> int | None:
         if t < self.t0:
@@ -80,20 +80,22 @@ class Recorder:
     ) -> None:
         """Record one served batch at time ``t`` (s): ``staleness_s`` is the age of the
         serving version's data, ``since_update_s`` the time since it last changed."""
-        if self.bucket(t) is None:
+        b = self.bucket(t)
+        if b is None:
             return
-        self._queue.append((dc, t, s, staleness_s, since_update_s))
+        self._queue.append((dc, b, t, s, staleness_s, since_update_s))
         self.catch_up(wait=False)
 
     def catch_up(self, wait: bool = True) -> None:
         """Add the queued batches, in order: all of them (``wait``, waiting for their
         oracles), or those before the first whose oracle is not yet scored."""
         q = self._queue
-        while q and (wait or q[0][2].oracle.done()):
+        while q and (wait or q[0][3].oracle.done()):
             self._add(*q.popleft())
 
-    def _add(self, dc: int, t: float, s: Served, staleness_s: float, since_update_s: float) -> None:
-        b = self.bucket(t)
+    def _add(
+        self, dc: int, b: int, t: float, s: Served, staleness_s: float, since_update_s: float
+    ) -> None:
         w = self.world
         sums = _tally(
             s.users,

@@ -172,7 +172,8 @@ class Server:
         # live items), computed in the worker thread when there is one (it alone draws from
         # the oracle's stream, so the order of draws does not change); only the metrics
         # read it, so it is queued behind the model's share of the ranking
-        oracle_args = (true_u, world.items.active, n_batches, t, score_oracle, self._world_now())
+        now = self._world_now()  # the oracle may read them after the world has moved on
+        oracle_args = (true_u, world.items.active, n_batches, t, score_oracle, now)
         oracle = None
         oracle_slots = min(k, self._window(len(world.items.active)))
         items = np.full((B, k), -1, dtype=np.int64)  # slots nobody can fill stay empty
@@ -187,7 +188,7 @@ class Server:
             nb, M = pools.shape
             ivec, ibias = version.item_side(flat, t)
             ivt, ib = extended(ivec.reshape(nb, M, d), ibias.reshape(nb, M), K)
-            tvec, tbias = self._truth(pools, K, t, rows=True)
+            tvec, tbias = self._truth(pools, K, t, rows=True, world=now)
             uvec = np.ascontiguousarray(uvec, dtype=np.float32)
             args = (uvec, ivt, ib, start, K, bs, true_u, tvec, tbias, c.affinity_scale, pools)
             args += (self.pos[:m], items, p)
