@@ -61,7 +61,7 @@ def tables(seed: int) -> dict[str, np.ndarray]:
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _pool(seen):
     """POOL distinct items, uniformly, in draw order (``seen`` is zeroed scratch)."""
     out = np.empty(POOL, np.int64)
@@ -76,7 +76,7 @@ def _pool(seen):
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _extended(pool, vec, bias):
     """The pool's rows transposed and wrapped round by K - 1 (the engine's layout)."""
     W = POOL + K - 1
@@ -90,7 +90,7 @@ def _extended(pool, vec, bias):
     return vt, b
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def serve(
     n, seed, normals, user_true, item_true, item_true_bias, user_vec, user_acc, item_vec,
     item_acc, item_bias, stages,
