@@ -95,7 +95,10 @@ def test_policy_colours_fixed_and_distinct():
     assert order == ["oracle", "daily", "aa_new", "zz_new"]
     extra = {style.policy_color("aa_new"), style.policy_color("zz_new")}
     assert len(extra) == 2 and not extra & set(known)
-    assert style.policy_color("aa_new") == style.policy_color("aa_new")
+    # a new policy keeps its colour once given, whatever policies are seen after it
+    kept = style.policy_color("aa_new")
+    style.policy_order(["0_new", "zz_other", "aa_newer"])
+    assert style.policy_color("aa_new") == kept
     markers = [style.policy_marker(p) for p in style.POLICY_ORDER]
     assert len(set(markers)) == len(markers)
 
@@ -310,13 +313,22 @@ def test_pipeline_timeline_window_and_rejected(two_policies):
     t = rejected["trigger_s"]
     fig = fig_pipeline_timeline(updates, run_id=run, window_s=(t - 10, t + 600))
     ax = fig.axes[0]
+    # the window asked for, padded by 3 % of its span on each side, in minutes
+    assert ax.get_xlabel() == "Time (min)"
     lo, hi = ax.get_xlim()
-    assert lo < hi
+    assert lo * 60 == pytest.approx(t - 10 - 0.03 * 610)
+    assert hi * 60 == pytest.approx(t + 600 + 0.03 * 610)
     hatched = [c for c in ax.collections if c.get_hatch()]
     assert hatched, "rejected update not hatched"
-    # window given as a length
+    # window given as a length: from the first update of the measured period on
     fig2 = fig_pipeline_timeline(updates, run_id=run, window_s=7200.0)
-    assert fig2.axes[0].get_xlabel() == "Time (min)"
+    ax2 = fig2.axes[0]
+    assert ax2.get_xlabel() == "Time (min)"
+    lo, hi = ax2.get_xlim()
+    assert (hi - lo) * 60 == pytest.approx(7200 * 1.06)
+    mine = updates[updates["run_id"] == run]
+    first = mine.loc[mine["trigger_s"] >= 0, "trigger_s"].min()
+    assert lo * 60 == pytest.approx(first - 0.03 * 7200)
     with pytest.raises(NoDataError):
         fig_pipeline_timeline(updates, run_id="no-such-run")
 

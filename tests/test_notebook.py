@@ -23,8 +23,8 @@ print("PROBE " + _json.dumps({
     "intervals": sorted(float(v) for v in comparison["policy_interval_s"].dropna()),
     "seeds": comparison["seeds"].astype(int).tolist(),
     "expected_ctr": comparison["expected_ctr"].astype(float).tolist(),
-    "pct_of_oracle": dict(zip(comparison["policy"].astype(str),
-                              comparison["pct_of_oracle"].astype(float))),
+    "order": comparison["policy"].astype(str).tolist(),
+    "pct_of_oracle": comparison["pct_of_oracle"].astype(float).tolist(),
     "runs": len(col),
     "sweep_dir": str(sweep_dir),
 }))
@@ -77,9 +77,13 @@ def test_notebook_runs_its_own_small_sweep(tmp_path):
         ctr = probe["expected_ctr"]
         assert all(0.0 < v < 1.0 for v in ctr)
         assert ctr == sorted(ctr, reverse=True)  # the table is sorted by CTR
-        # the oracle bounds every policy
-        assert probe["pct_of_oracle"]["oracle"] == pytest.approx(100.0, abs=1.0)
-        assert max(v for k, v in probe["pct_of_oracle"].items() if k != "oracle") < 100.0
+        # the oracle bounds every one of the five other configurations (rows in the
+        # table's order: the two periodic ones are rows of their own)
+        pct = dict(enumerate(probe["pct_of_oracle"]))
+        oracle = [i for i, p in enumerate(probe["order"]) if p == "oracle"]
+        assert oracle == [0]
+        assert pct.pop(0) == pytest.approx(100.0, abs=1.0)
+        assert len(pct) == 5 and max(pct.values()) < 100.0
     finally:
         import shutil
 
@@ -93,13 +97,5 @@ def test_notebook_runs_its_own_small_sweep(tmp_path):
         for o in c.get("outputs", [])
         if "image/png" in o.get("data", {})
     )
-    assert images == 3
-    errors = [
-        o
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
-        if o["output_type"] == "error"
-    ]
-    assert not errors
+    assert images == 3  # (a cell that raised has already failed the test in execute())
     print(f"notebook executed in {elapsed:.1f} s")
