@@ -82,6 +82,14 @@ def test_interval_shorter_than_pipeline_neither_queues_nor_crashes():
             assert np.all(saves[1:] >= landed.landed_s.to_numpy()[:-1] - 1e-9)
         skipped = (up.status == "skipped").sum()
         assert skipped > 0 if rule == "skip" else skipped < len(trig) / 2
+        # at every trigger, how many updates wait to start (triggered, not yet saving):
+        # none with skip, at most one (and sometimes one) with queue and supersede
+        started = trig[trig.save_start_s.notna()]
+        t = trig.trigger_s.to_numpy()[:, None]
+        waiting = (started.trigger_s.to_numpy() <= t) & (started.save_start_s.to_numpy() > t)
+        assert waiting.sum(axis=1).max() == (0 if rule == "skip" else 1)
+        # only supersede aborts updates, and with a 60 s interval it does
+        assert (up.status == "superseded").any() == (rule == "supersede")
 
 
 def test_supersede_on_a_thin_link_stays_bounded():
@@ -174,8 +182,10 @@ def test_thinner_links_and_bigger_checkpoints_make_staler_models():
         assert slow["expected_ctr"] < fat["expected_ctr"]
 
 
-def test_triggers_follow_the_time_of_day_whatever_the_warm_up():
-    """``daily`` at phase 4 h triggers at 04:00 of the simulated clock (time 0 is midnight)."""
+@pytest.mark.parametrize("warmup_days", [0.1, 0.25, 0.6])
+def test_triggers_follow_the_time_of_day_whatever_the_warm_up(warmup_days):
+    """``daily`` at phase 4 h triggers at 04:00 of the simulated clock (time 0 is midnight),
+    whether the measured period starts before 04:00 (warm-up 2.4 h) or after (6 h, 14.4 h)."""
     from simrec.policies.periodic import next_phase
 
     assert next_phase(0.0, 86_400.0, 14_400.0) == 14_400.0
@@ -185,13 +195,14 @@ def test_triggers_follow_the_time_of_day_whatever_the_warm_up():
         policy__name="daily",
         policy__interval_s=86_400.0,
         policy__phase_s=14_400.0,
-        sim__warmup_days=0.25,
+        sim__warmup_days=warmup_days,
         sim__days=1.0,
     )
     up = simrec.run(cfg).updates
     origin = cfg.sim.warmup_days * 86_400.0
     trig = up.trigger_s.unique() + origin
-    assert list(trig % 86_400.0) == [14_400.0]
+    assert len(trig) == 1  # one 04:00 in every measured day
+    assert trig[0] % 86_400.0 == pytest.approx(14_400.0)
 
 
 def test_a_queued_update_keeps_its_trigger_time():

@@ -437,6 +437,12 @@ def test_report_writes_files(tmp_path, capsys):
         assert np.isfinite(runs[col]).all(), col
     assert ((runs["expected_ctr"] > 0) & (runs["expected_ctr"] < 1)).all()
     assert (runs["expected_ctr"] <= runs["oracle_expected_ctr"]).all()
+    # each row holds its own run's summary (a swapped column or row would not)
+    for row in runs.to_dict("records"):
+        summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
+        assert (row["policy"], row["seed"]) == (summary["policy"], summary["seed"])
+        for col in ("expected_ctr", "regret", "staleness_mean_s", "bytes_moved_per_day"):
+            assert row[col] == pytest.approx(summary[col], rel=1e-12), col
 
     pq = pd.read_parquet(out / "runs.parquet")
     assert list(pq.columns) == list(runs.columns) and len(pq) == 4
@@ -490,9 +496,18 @@ def test_report_only_unfinished_exits_2(tmp_path, capsys):
 
 def test_comparison_table(tmp_path):
     write_sweep(tmp_path / "s", policies=("frozen", "hourly", "oracle", "daily"))
-    table = report.comparison_table(collect(tmp_path / "s").runs)
+    runs = collect(tmp_path / "s").runs
+    table = report.comparison_table(runs)
     assert list(table["policy"]) == ["oracle", "hourly", "daily", "frozen"]
     assert (table["n_seeds"] == 2).all()
+    # means over the two seeds of each policy
+    by = runs.groupby("policy")
+    got = table.set_index("policy")
+    for col in ("expected_ctr", "regret", "staleness_mean_s", "bytes_moved_per_day"):
+        want = by[col].mean().reindex(got.index)
+        np.testing.assert_allclose(got[col], want, rtol=1e-12, err_msg=col)
+    fi = "new_item_first_impression_median_s"
+    np.testing.assert_allclose(got.loc["hourly", fi], by[fi].median()["hourly"], rtol=1e-12)
     frozen = table.set_index("policy").loc["frozen"]
     assert frozen["new_item_first_impression_median_s"] == np.inf  # never
     assert "never" in report._format_table(table)
