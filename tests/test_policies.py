@@ -36,9 +36,20 @@ def ctr(result: simrec.Result) -> float:
 
 
 def test_fresher_policies_serve_better(two_days):
+    """Same world and seed for every policy (common random numbers), so the gaps are the
+    policies'. Measured at seed 0 (expected CTR): oracle - hourly 0.078, hourly - daily
+    0.022, daily - frozen 0.005, online - hourly 0.003, minute - hourly 0.0024 (0.0014 to
+    0.0042 over seeds 0-2); each is required to be at least 0.001."""
     r = two_days
-    assert ctr(r["oracle"]) > ctr(r["hourly"]) > ctr(r["daily"]) > ctr(r["frozen"])
-    assert ctr(r["online"]) > ctr(r["hourly"]) and ctr(r["minute"]) > ctr(r["hourly"])
+    c = {p: ctr(r[p]) for p in r}
+    for better, worse in [
+        ("oracle", "hourly"),
+        ("hourly", "daily"),
+        ("daily", "frozen"),
+        ("online", "hourly"),
+        ("minute", "hourly"),
+    ]:
+        assert c[better] > c[worse] + 0.001, (better, worse)
     stale = {p: r[p].summary["staleness_mean_s"] for p in r}
     assert stale["oracle"] == 0 < stale["online"] < stale["hourly"] < stale["daily"]
     assert stale["daily"] < stale["frozen"]
@@ -66,7 +77,8 @@ def test_diminishing_returns_as_the_interval_shrinks(two_days):
     r = two_days
     gain_hour = ctr(r["hourly"]) - ctr(r["daily"])
     gain_minute = ctr(r["minute"]) - ctr(r["hourly"])
-    assert 0 < gain_minute < gain_hour
+    # seed 0: 0.0024 against 0.022 (see above)
+    assert 0.001 < gain_minute < gain_hour / 3
 
 
 def sawtooth(result: simrec.Result, interval_s: float) -> tuple[float, float]:
@@ -90,7 +102,8 @@ def sawtooth(result: simrec.Result, interval_s: float) -> tuple[float, float]:
 def test_sawtooth_under_hourly():
     r = run("hourly", "sim.bucket_s=60")
     first, last = sawtooth(r, 3600.0)
-    assert first > last
+    # relative CTR falls by 0.010 within an hour at seed 0 (0.005 to 0.016 over seeds 0-2)
+    assert first > last + 0.003
 
 
 def test_sawtooth_under_daily(two_days):
