@@ -15,9 +15,11 @@ from pools of 512 shared by batches of 256, slates of 10):
   their clicks, one Adagrad step on the user's and the item's rows per impression, and the
   oracle's window scored by the truth, ranked, and its expected clicks;
 * the model is simpler than the engine's learner (no topic rows, no age features, no
-  held-out share) and the truth has no freshness or topic popularity, so this is a lower
-  bound on the work, not a second engine; its values are not calibrated to the engine's
-  world (``tests/test_fused_loop.py`` checks that it serves, clicks and learns).
+  held-out share) and the truth has no freshness or topic popularity, so this does no more
+  work than the engine, except that it takes Adagrad's step per impression (the engine's
+  learner steps each touched row once per minibatch). It measures the work; it is not a
+  second engine, and its values are not calibrated to the engine's world
+  (``tests/test_fused_loop.py`` checks that it serves, clicks and learns).
 
 Stages are timed cumulatively (each row adds one stage to the row above) in one thread, best
 of three; then the whole loop runs in two threads on two independent copies, with no
