@@ -12,8 +12,8 @@
 # Arguments given to a fig_*.sh script are passed to every simrec call as extra Hydra
 # overrides (e.g. scenario=news); use another RESULTS then, see below.
 #
-# A run directory that already holds summary.json is not run again (simrec resumes
-# sweeps), whatever its config: delete RESULTS/NAME before running with other settings.
+# A run directory that already holds the summary.json of the same config is not run again
+# (simrec resumes sweeps); one holding another config's run is run again and overwritten.
 
 set -euo pipefail
 

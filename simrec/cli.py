@@ -3,8 +3,10 @@
 ``simrec`` alone runs the main job: every policy of the top-level ``compare`` list on the
 default scenario, a comparison table on stdout and figures in the run directory.
 ``simrec policy=hourly`` runs one policy; ``simrec -m policy=hourly,daily seed=0,1`` sweeps.
-A run directory that already holds ``summary.json`` is complete and is not run again, so a
-sweep that was interrupted can be started again with the same ``hydra.sweep.dir``.
+A run directory that already holds the ``summary.json`` of the same config (same
+``run_id``) is complete and is not run again, so a sweep that was interrupted can be started
+again with the same ``hydra.sweep.dir``; a directory holding another config's run is run
+again and overwritten.
 """
 
 from __future__ import annotations

@@ -81,3 +81,24 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     assert "policy.interval_s=-5.0 is not allowed" in p.stderr
     assert (sweep / "0" / "summary.json").exists() and (sweep / "2" / "summary.json").exists()
     assert (sweep / "1" / "FAILED").exists() and not (sweep / "1" / "summary.json").exists()
+
+
+def test_a_run_of_another_config_is_run_again_not_reused(tmp_path):
+    """A directory is reused only for the config that wrote it (same ``run_id``)."""
+    import json
+
+    out = tmp_path / "run"
+    args = ["policy=hourly", *SMALL, f"hydra.run.dir={out}"]
+    assert simrec_cmd(*args, "seed=0", cwd=tmp_path).returncode == 0
+    first = json.loads((out / "summary.json").read_text())
+    p = simrec_cmd(*args, "seed=1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "holds a run of another config; running again" in p.stderr
+    second = json.loads((out / "summary.json").read_text())
+    assert second["seed"] == 1 and second["run_id"] != first["run_id"]
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    assert set(ts["seed"]) == {1}  # every table replaced, not only the summary
+    stamp = (out / "summary.json").stat().st_mtime_ns
+    p = simrec_cmd(*args, "seed=1", cwd=tmp_path)  # the same config again: reused
+    assert p.returncode == 0 and "running again" not in p.stderr
+    assert (out / "summary.json").stat().st_mtime_ns == stamp
