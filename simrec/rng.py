@@ -18,7 +18,6 @@ STREAMS = (
     "topics",
     "items",
     "traffic",
-    "clicks",
     "serving",
     "oracle",
     "learner",

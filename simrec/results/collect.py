@@ -98,7 +98,7 @@ class Collected:
 
         Args:
             **identity: Identity column name → wanted value (e.g.
-                ``scenario="diurnal", infra="two_dc"``).
+                ``scenario="news", infra="geo3"``).
 
         Returns:
             A new :class:`Collected` with the matching runs only.

@@ -66,8 +66,9 @@ class Topics:
         return pop
 
     def arrival_weights(self) -> np.ndarray:
-        """Probability that a new item belongs to each topic: proportional to exp(popularity),
-        times ``hot_topic_arrival_weight`` for the hot topic."""
+        """Probability that a new item belongs to each topic: proportional to the exp of its
+        OU popularity logit (without the hot topic's boost), times
+        ``hot_topic_arrival_weight`` for the hot topic."""
         w = np.exp(self.base.astype(np.float64))
         if self.hot >= 0:
             w[self.hot] *= self.cfg.hot_topic_arrival_weight
