@@ -231,6 +231,8 @@ def check_tables(cfg: Config, result) -> None:
     assert (model.first_model_impression_s >= model.first_impression_s).all()
     s = result.summary
     assert 0 <= s["expected_ctr"] <= 1 and s["bytes_moved"] >= 0
+    # an update that lands in several datacenters counts once
+    assert s["updates_landed"] == landed.update_id.nunique() <= len(landed)
 
 
 def check_live_versions(spy: Spy) -> None:
