@@ -182,3 +182,32 @@ def test_topic_popularity_hot_topic_changes_daily():
         assert w.topics.hot == hots[-1]
     # redrawn each day among 50 topics: a repeat has probability 1/50 a day
     assert sum(a != b for a, b in zip(hots, hots[1:], strict=False)) >= 8
+
+
+@pytest.mark.parametrize("rule_slots", [0, 2])
+def test_a_catalogue_that_empties_leaves_requests_unserved(rule_slots):
+    """No arrivals and 5-minute lives: the catalogue empties during the measured period.
+    The run goes on; requests after that get empty slates (no impressions, no oracle
+    slate), instead of the run failing partway."""
+    import simrec
+
+    cfg = simrec.compose(
+        [
+            "policy=hourly",
+            "sim.days=0.05",
+            "sim.warmup_days=0.01",
+            "users.initial=1000",
+            "items.initial=300",
+            "items.arrival_rate_per_day=0",
+            "items.mean_lifetime_s=300",
+            f"serving.rule_slots={rule_slots}",
+            "sim.progress=false",
+        ]
+    )
+    ts = simrec.run(cfg).timeseries
+    a = ts[ts.cohort == "all"].sort_values("time_s")
+    assert a.impressions.iloc[0] > 0 and a.oracle_expected_clicks.iloc[0] > 0
+    last = a.iloc[-1]
+    assert last.requests > 0 and last.live_items == 0
+    assert last.impressions == 0 and last.oracle_impressions == 0
+    assert last.oracle_expected_clicks == 0
