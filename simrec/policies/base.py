@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from simrec.config import PolicySettings
+from simrec.config import ConfigError, PolicySettings
 from simrec.pipeline.context import UpdateContext
 from simrec.registry import Registry
 
@@ -28,3 +28,13 @@ class UpdatePolicy(Protocol):
 
 
 POLICIES: Registry[type] = Registry("policy")
+
+
+def no_params(settings: PolicySettings) -> None:
+    """Refuse ``policy.params`` for a policy that has no settings of its own (a typo there
+    would otherwise change nothing, silently)."""
+    if settings.params:
+        raise ConfigError(
+            f"policy.params={settings.params!r} is not allowed for policy "
+            f"{settings.name!r}: it has no settings of its own (must be empty)"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from simrec.config import PolicySettings
 from simrec.model.version import LiveOracle
-from simrec.policies.base import POLICIES, UpdateContext
+from simrec.policies.base import POLICIES, UpdateContext, no_params
 
 
 @POLICIES.register("frozen")
@@ -12,6 +12,7 @@ class Frozen:
     """Keeps the version that was live at the end of warm-up (lower bound)."""
 
     def __init__(self, settings: PolicySettings) -> None:
+        no_params(settings)
         self.settings = settings
 
     def start(self, ctx: UpdateContext) -> None:
@@ -23,6 +24,7 @@ class Oracle:
     """Serves with the true world state at request time, for free (upper bound)."""
 
     def __init__(self, settings: PolicySettings) -> None:
+        no_params(settings)
         self.settings = settings
 
     def start(self, ctx: UpdateContext) -> None:

@@ -13,7 +13,7 @@ from simrec.model.learner import apply_delta, apply_dense
 from simrec.model.version import LearnedVersion
 from simrec.pipeline.checkpoint import UpdateRun, deliver, new_run
 from simrec.pipeline.updates import UpdateRow
-from simrec.policies.base import POLICIES, UpdateContext
+from simrec.policies.base import POLICIES, UpdateContext, no_params
 from simrec.policies.periodic import next_phase
 
 
@@ -27,6 +27,7 @@ class Online:
     """
 
     def __init__(self, settings: PolicySettings) -> None:
+        no_params(settings)
         if settings.interval_s is None:
             raise ConfigError(
                 "policy.interval_s=None is not allowed for policy 'online': must be > 0"

@@ -10,7 +10,7 @@ from typing import Any
 from simrec.config import ConfigError, PolicySettings
 from simrec.pipeline.checkpoint import UpdateRun, checkpoint_update, new_run
 from simrec.pipeline.updates import UpdateRow
-from simrec.policies.base import POLICIES, UpdateContext
+from simrec.policies.base import POLICIES, UpdateContext, no_params
 
 
 @POLICIES.register("periodic")
@@ -32,6 +32,7 @@ class Periodic:
     """
 
     def __init__(self, settings: PolicySettings) -> None:
+        no_params(settings)
         if settings.interval_s is None:
             raise ConfigError(
                 f"policy.interval_s=None is not allowed for policy {settings.name!r}: must be > 0"
