@@ -47,11 +47,18 @@ def policy_preset(name: str) -> dict[str, Any]:
 
 
 def compose_config(overrides: list[str]) -> Config:
-    """The typed config the command would run with ``overrides`` (one policy)."""
+    """The typed config the command would run with ``overrides`` (one policy); a bad
+    override raises :class:`ConfigError`, as on the command line."""
     from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    with initialize_config_module(config_module="simrec.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    precheck(overrides)
+    try:
+        with initialize_config_module(config_module="simrec.conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"{' '.join(overrides)}: {e}".strip()) from e
     if cfg.policy.name == "compare":
         raise ConfigError(
             "policy=compare is the main job's comparison: choose one policy, e.g. policy=hourly"
@@ -64,8 +71,19 @@ def comparison_configs(cfg: DictConfig) -> list[Config]:
     from simrec.engine import check
 
     base = OmegaConf.to_container(cfg, resolve=True)
+    names = base["compare"]
+    if not isinstance(names, list) or not names:
+        raise ConfigError(
+            f"compare={names!r} is not allowed: must be a non-empty list of policies, "
+            "e.g. 'compare=[hourly,daily]'"
+        )
+    if len(set(map(str, names))) != len(names):
+        raise ConfigError(f"compare={names!r} is not allowed: must name each policy once")
+    workers = base.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} is not allowed: must be an integer >= 1")
     out = []
-    for name in base["compare"]:
+    for name in names:
         data = {**base, "policy": policy_preset(name)}
         c = to_config(data)
         check(c)
