@@ -15,6 +15,10 @@ from typing import Any
 
 DAY_S = 86_400.0
 HOUR_S = 3_600.0
+MAX_DAYS = 3650.0
+"""Longest simulated or warm-up period accepted (days): ten years."""
+MAX_ROWS = 100_000_000
+"""Most users, items (initial, or arriving per day) accepted: far past any 2-core machine."""
 
 
 class ConfigError(ValueError):
@@ -381,7 +385,7 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -450,6 +454,11 @@ def _check(ok: bool, path: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{path}={value!r} is not allowed: must be {allowed}")
 
 
+def _count(path: str, value: int, lo: int, hi: int) -> None:
+    top = f"{hi:,}".replace(",", " ") if hi >= 10_000 else str(hi)
+    _check(lo <= value <= hi, path, value, f"in [{lo}, {top}]")
+
+
 def _positive(path: str, value: float, allow_inf: bool = False) -> None:
     finite = math.isfinite(value) or (allow_inf and value == math.inf)
     _check(finite and value > 0, path, value, "> 0" + (" (inf allowed)" if allow_inf else ""))
@@ -468,23 +477,61 @@ def validate(cfg: Config) -> Config:
     """Refuse out-of-range settings with a :class:`ConfigError` naming the setting.
 
     Plug-in names (policy, topology) are checked against their registries by the engine.
+    Sizes and durations have upper limits far beyond any useful run, so that a typo (an
+    extra zero, a wrong unit) is refused here instead of exhausting memory or time later.
     """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"expected a simrec Config, got {type(cfg).__name__}: {cfg!r}")
+    from_dict(to_dict(cfg))  # types, for a config edited in place
+    for k, d in enumerate(cfg.infra.datacenters):
+        if not isinstance(d, DatacenterSettings):
+            raise ConfigError(f"infra.datacenters[{k}]: expected DatacenterSettings, got {d!r}")
+    _check(cfg.seed >= 0, "seed", cfg.seed, ">= 0")
     s = cfg.sim
     _positive("sim.days", s.days)
+    _check(s.days <= MAX_DAYS, "sim.days", s.days, f"<= {MAX_DAYS}")
     _nonneg("sim.warmup_days", s.warmup_days)
+    _check(s.warmup_days <= MAX_DAYS, "sim.warmup_days", s.warmup_days, f"<= {MAX_DAYS}")
     _positive("sim.warmup_sync_interval_s", s.warmup_sync_interval_s)
+    _check(
+        s.warmup_sync_interval_s >= 1,
+        "sim.warmup_sync_interval_s",
+        s.warmup_sync_interval_s,
+        ">= 1",
+    )
     _positive("sim.step_s", s.step_s)
+    _check(s.step_s >= 1, "sim.step_s", s.step_s, ">= 1")
     _positive("sim.bucket_s", s.bucket_s)
     _check(s.bucket_s >= s.step_s, "sim.bucket_s", s.bucket_s, f">= sim.step_s ({s.step_s})")
-    _check(s.batch_size >= 1, "sim.batch_size", s.batch_size, ">= 1")
+    steps = s.bucket_s / s.step_s
+    _check(
+        abs(steps - round(steps)) < 1e-9 * steps,
+        "sim.bucket_s",
+        s.bucket_s,
+        f"a whole number of steps (sim.step_s={s.step_s})",
+    )
+    _count("sim.batch_size", s.batch_size, 1, 1_000_000)
     _check(s.threads in (1, 2), "sim.threads", s.threads, "1 or 2")
     u = cfg.users
-    _check(u.initial >= 1, "users.initial", u.initial, ">= 1")
+    _count("users.initial", u.initial, 1, MAX_ROWS)
     _positive("users.mean_lifetime_days", u.mean_lifetime_days, allow_inf=True)
     if u.arrival_rate_per_day is not None:
         _nonneg("users.arrival_rate_per_day", u.arrival_rate_per_day)
+        _check(
+            u.arrival_rate_per_day <= MAX_ROWS,
+            "users.arrival_rate_per_day",
+            u.arrival_rate_per_day,
+            f"<= {MAX_ROWS:,}".replace(",", " "),
+        )
     _positive("users.activity_median_per_day", u.activity_median_per_day)
+    _check(
+        u.activity_median_per_day <= DAY_S,
+        "users.activity_median_per_day",
+        u.activity_median_per_day,
+        f"<= {DAY_S:.0f} (one request a second)",
+    )
     _nonneg("users.activity_sigma", u.activity_sigma)
+    _check(u.activity_sigma <= 5, "users.activity_sigma", u.activity_sigma, "in [0, 5]")
     _prob("users.diurnal_amplitude", u.diurnal_amplitude, upper_open=True)
     _check(
         0 <= u.diurnal_peak_hour <= 24, "users.diurnal_peak_hour", u.diurnal_peak_hour, "in [0, 24]"
@@ -492,16 +539,19 @@ def validate(cfg: Config) -> Config:
     _nonneg("users.new_user_window_s", u.new_user_window_s)
     _prob("users.anonymous_share", u.anonymous_share, upper_open=True)
     _check(
-        u.session_requests_mean >= 1, "users.session_requests_mean", u.session_requests_mean, ">= 1"
+        math.isfinite(u.session_requests_mean) and u.session_requests_mean >= 1,
+        "users.session_requests_mean",
+        u.session_requests_mean,
+        ">= 1 and finite",
     )
     _positive("users.session_length_s", u.session_length_s)
     i = cfg.interests
-    _check(i.dim >= 1, "interests.dim", i.dim, ">= 1")
+    _count("interests.dim", i.dim, 1, 1024)
     _nonneg("interests.taste_var", i.taste_var)
     _nonneg("interests.drift_var", i.drift_var)
     _nonneg("interests.drift_kappa_per_s", i.drift_kappa_per_s)
     t = cfg.topics
-    _check(t.count >= 1, "topics.count", t.count, ">= 1")
+    _count("topics.count", t.count, 1, 1_000_000)
     _nonneg("topics.popularity_std", t.popularity_std)
     _nonneg("topics.popularity_kappa_per_s", t.popularity_kappa_per_s)
     _nonneg("topics.hot_topic_boost", t.hot_topic_boost)
@@ -513,10 +563,16 @@ def validate(cfg: Config) -> Config:
         ">= 1",
     )
     it = cfg.items
-    _check(it.initial >= 1, "items.initial", it.initial, ">= 1")
+    _count("items.initial", it.initial, 1, MAX_ROWS)
     _positive("items.mean_lifetime_s", it.mean_lifetime_s)
     if it.arrival_rate_per_day is not None:
         _nonneg("items.arrival_rate_per_day", it.arrival_rate_per_day)
+        _check(
+            it.arrival_rate_per_day <= MAX_ROWS,
+            "items.arrival_rate_per_day",
+            it.arrival_rate_per_day,
+            f"<= {MAX_ROWS:,}".replace(",", " "),
+        )
     _nonneg("items.spread_var", it.spread_var)
     _nonneg("items.quality_std", it.quality_std)
     _check(
@@ -532,12 +588,14 @@ def validate(cfg: Config) -> Config:
     _nonneg("clicks.affinity_scale", c.affinity_scale)
     _nonneg("clicks.position_decay", c.position_decay)
     sv = cfg.serving
-    _check(sv.slate_size >= 1, "serving.slate_size", sv.slate_size, ">= 1")
+    _count("serving.slate_size", sv.slate_size, 1, 1000)
+    _count("serving.candidates", sv.candidates, 1, 100_000)
     _check(
         sv.candidates >= sv.slate_size,
         "serving.candidates",
         sv.candidates,
-        f">= serving.slate_size ({sv.slate_size})",
+        f">= serving.slate_size ({sv.slate_size}): a slate of serving.slate_size items is "
+        "chosen among serving.candidates",
     )
     _check(
         0 <= sv.rule_slots <= sv.slate_size,
@@ -545,7 +603,8 @@ def validate(cfg: Config) -> Config:
         sv.rule_slots,
         f"in [0, serving.slate_size={sv.slate_size}]",
     )
-    _check(sv.rule_pool >= 1, "serving.rule_pool", sv.rule_pool, ">= 1")
+    _count("serving.rule_pool", sv.rule_pool, 1, MAX_ROWS)
+    _count("serving.pool_size", sv.pool_size, 1, 10_000_000)
     _check(
         sv.pool_size >= sv.candidates,
         "serving.pool_size",
@@ -562,7 +621,7 @@ def validate(cfg: Config) -> Config:
     )
     _positive("learner.learning_rate", lr.learning_rate)
     _nonneg("learner.l2", lr.l2)
-    _check(lr.minibatch >= 1, "learner.minibatch", lr.minibatch, ">= 1")
+    _count("learner.minibatch", lr.minibatch, 1, 100_000_000)
     _nonneg("learner.join_delay_s", lr.join_delay_s)
     _positive("learner.throughput_per_s", lr.throughput_per_s, allow_inf=True)
     _check(lr.user_min_sightings >= 1, "learner.user_min_sightings", lr.user_min_sightings, ">= 1")
@@ -576,8 +635,10 @@ def validate(cfg: Config) -> Config:
     p = cfg.policy
     if p.interval_s is not None:
         _positive("policy.interval_s", p.interval_s)
+        _check(p.interval_s >= 1, "policy.interval_s", p.interval_s, ">= 1")
     _nonneg("policy.phase_s", p.phase_s)
     _positive("policy.dense_interval_s", p.dense_interval_s)
+    _check(p.dense_interval_s >= 1, "policy.dense_interval_s", p.dense_interval_s, ">= 1")
     pl = p.pipeline
     _positive("policy.pipeline.storage_write_bytes_per_s", pl.storage_write_bytes_per_s)
     _positive("policy.pipeline.load_bytes_per_s", pl.load_bytes_per_s)
@@ -611,11 +672,19 @@ def validate(cfg: Config) -> Config:
         _positive(f"infra.datacenters[{k}].traffic_share", d.traffic_share)
         _nonneg(f"infra.datacenters[{k}].latency_s", d.latency_s)
     _positive("infra.uplink_bytes_per_s", inf.uplink_bytes_per_s)
-    _check(inf.fanout >= 1, "infra.fanout", inf.fanout, ">= 1")
-    _check(inf.chunks >= 1, "infra.chunks", inf.chunks, ">= 1")
+    _count("infra.fanout", inf.fanout, 1, 10_000)
+    _count("infra.chunks", inf.chunks, 1, 10_000)
     co = cfg.corruption
     _nonneg("corruption.start_s", co.start_s)
+    if co.enabled:  # a burst that never happens is a mistake, not a control run
+        _check(
+            co.start_s < s.days * DAY_S,
+            "corruption.start_s",
+            co.start_s,
+            f"< sim.days x 86400 ({s.days * DAY_S:g} s, the measured period) when "
+            "corruption.enabled",
+        )
     _nonneg("corruption.duration_s", co.duration_s)
-    _check(co.items >= 1, "corruption.items", co.items, ">= 1")
+    _count("corruption.items", co.items, 1, MAX_ROWS)
     _prob("corruption.click_rate", co.click_rate)
     return cfg

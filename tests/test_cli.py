@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -135,6 +136,9 @@ def test_main_job_compares_every_policy(tmp_path):
         (["policy=hourly", "users.anonymous_share=1.5"], "users.anonymous_share"),
         (["policy=hourly", "infra.uplink_bytes_per_s=-5"], "infra.uplink_bytes_per_s"),
         (["policy=hourly", "sim.threads=3"], "sim.threads=3 is not allowed: must be 1 or 2"),
+        (["compare=[]"], "compare=[] is not allowed: must be a non-empty list of policies"),
+        (["compare=[hourly,hourly]"], "is not allowed: must name each policy once"),
+        (["workers=0"], "workers=0 is not allowed: must be an integer >= 1"),
     ],
 )
 def test_bad_settings_are_refused_before_running(tmp_path, args, needle):
@@ -144,3 +148,62 @@ def test_bad_settings_are_refused_before_running(tmp_path, args, needle):
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not out.exists() or not list(out.rglob("summary.json"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("seed", -1, "seed=-1 is not allowed: must be >= 0"),
+        ("sim.days", 1e300, "sim.days=1e+300 is not allowed: must be <= 3650"),
+        ("sim.step_s", 0.001, "sim.step_s=0.001 is not allowed: must be >= 1"),
+        ("sim.bucket_s", 90.0, "sim.bucket_s=90.0 is not allowed: must be a whole number of steps"),
+        ("sim.batch_size", 10**12, "sim.batch_size=1000000000000 is not allowed: must be in [1,"),
+        ("users.initial", 10**9, "users.initial=1000000000 is not allowed: must be in [1,"),
+        ("users.initial", 2.5, "users.initial: expected an integer, got 2.5"),
+        ("users.activity_sigma", 1e300, "users.activity_sigma=1e+300 is not allowed"),
+        ("users.session_requests_mean", math.inf, "users.session_requests_mean=inf is not"),
+        ("interests.dim", 10**6, "interests.dim=1000000 is not allowed: must be in [1, 1024]"),
+        ("policy.interval_s", 1e-6, "policy.interval_s=1e-06 is not allowed: must be >= 1"),
+        ("policy.params", {"foo": 1}, "policy.params={'foo': 1} is not allowed for policy"),
+        ("infra.chunks", 10**9, "infra.chunks=1000000000 is not allowed: must be in [1, 10 000]"),
+        ("sim.days", "1", "sim.days: expected a number, got '1'"),
+    ],
+)
+def test_out_of_range_settings_are_refused_with_their_range(setting, value, message):
+    """Values far outside any useful run (a typo, a wrong unit) are refused before anything
+    is built, naming the setting and what it must be, also for a config edited in place."""
+    from simrec.engine import check
+
+    cfg = simrec.compose(["policy=hourly"])
+    *path, last = setting.split(".")
+    node = cfg
+    for part in path:
+        node = getattr(node, part)
+    setattr(node, last, value)
+    with pytest.raises(ConfigError) as e:
+        check(cfg)
+    assert message in str(e.value)
+
+
+def test_a_corruption_burst_after_the_run_is_refused():
+    from simrec.engine import check
+
+    cfg = simrec.compose(["policy=hourly", "corruption.enabled=true", "sim.days=1"])
+    cfg.corruption.start_s = 2 * 86_400.0
+    with pytest.raises(ConfigError, match="corruption.start_s=172800.0 is not allowed"):
+        check(cfg)
+    cfg.corruption.enabled = False  # the same start with the burst off is a control run
+    check(cfg)
+
+
+def test_the_api_refuses_bad_overrides_and_non_configs_with_config_errors():
+    for overrides, needle in [
+        (["sim.days"], "sim.days"),
+        (["sim.dayz=1"], "sim.dayz: unknown setting"),
+        (["policy=hourly", "policy.params.x=1"], "+policy.params.x=1"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            simrec.compose(overrides)
+    for bad in (None, "policy=hourly"):
+        with pytest.raises(ConfigError, match="expected a simrec Config"):
+            simrec.run(bad)

@@ -66,6 +66,7 @@ def tiny_configs(draw) -> Config:
     cfg.seed = draw(st.integers(0, 2**31 - 1))
     step = draw(st.sampled_from((30.0, 60.0, 120.0)))
     cfg.sim.step_s = step
+    cfg.sim.bucket_s = 1800.0  # a whole number of steps of each size
     cfg.sim.days = draw(st.sampled_from((0.05, 0.1)))
     cfg.sim.warmup_days = draw(st.sampled_from((0.025, 0.05, 0.1)))
     cfg.users.initial = draw(st.integers(500, 1500))
@@ -279,7 +280,12 @@ THIN = 2e8  # bytes/s: a tiny world's checkpoint (~30 GB) takes minutes per copy
 )
 @example(
     corner(
-        "online", "geo3", infra__uplink_bytes_per_s=THIN, infra__topology="p2p", sim__step_s=120.0
+        "online",
+        "geo3",
+        infra__uplink_bytes_per_s=THIN,
+        infra__topology="p2p",
+        sim__step_s=120.0,
+        sim__bucket_s=1800.0,
     )
 )
 @example(
