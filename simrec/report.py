@@ -153,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ``sys.argv[1:]``.
 
     Returns:
-        Exit status: 0 on success, 2 if no finished run was found or a
-        directory does not exist.
+        Exit status: 0 on success, 2 if no finished run was found, a
+        directory does not exist or the report cannot be written.
     """
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -192,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: no finished run (summary.json) found in {dirs}", file=sys.stderr)
             return 2
         out = args.out if args.out is not None else args.dirs[0] / "report"
-        written = write_report(collected, out)
+        try:
+            written = write_report(collected, out)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot write the report to {out}: {exc}", file=sys.stderr)
+            return 2
 
     if not args.quiet:
         table = comparison_table(collected.runs)

@@ -520,3 +520,27 @@ def test_hydra_job_with_nested_run_is_found(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RunWarning)
         assert find_runs(tmp_path / "sweep") == [(job / "output").resolve()]
+
+
+def test_a_damaged_table_skips_its_run_with_a_warning(tmp_path, capsys):
+    dirs = write_sweep(tmp_path / "s")
+    damaged = dirs[1] / "timeseries.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # as a disk fault would leave it
+    assert report.main([str(tmp_path / "s"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipping run" in err[0] and "timeseries.parquet" in err[0]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert sorted(zip(runs["policy"], runs["seed"], strict=True)) == [
+        ("daily", 0),
+        ("daily", 1),
+        ("hourly", 0),  # hourly seed 1, the damaged run, is left out
+    ]
+
+
+def test_an_unwritable_report_folder_exits_2(tmp_path, capsys):
+    write_sweep(tmp_path / "s", policies=("hourly",), seeds=(0,))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert report.main([str(tmp_path / "s"), "-o", str(blocker / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the report" in err and "Traceback" not in err

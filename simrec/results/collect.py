@@ -317,14 +317,24 @@ def collect(
                 stacklevel=2,
             )
             continue
+        read: dict[str, pd.DataFrame] = {}
+        try:
+            for table in wanted:
+                path = run_dir / f"{table}.parquet"
+                if not path.exists():
+                    warnings.warn(f"run {run_id!r} has no {path.name}", RunWarning, stacklevel=2)
+                    continue
+                read[table] = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # a damaged file (ours are written atomically)
+            warnings.warn(
+                f"skipping run {run_id!r} in {run_dir}: cannot read {path.name}: {exc}",
+                RunWarning,
+                stacklevel=2,
+            )
+            continue
         seen_ids[run_id] = run_dir
         summaries.append(summary)
-        for table in wanted:
-            path = run_dir / f"{table}.parquet"
-            if not path.exists():
-                warnings.warn(f"run {run_id!r} has no {path.name}", RunWarning, stacklevel=2)
-                continue
-            df = pd.read_parquet(path)
+        for table, df in read.items():
             parts[table].append(_fill_identity(df, summary))
 
     runs = _concat([pd.DataFrame(summaries)]) if summaries else _empty_frame()
