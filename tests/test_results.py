@@ -79,3 +79,20 @@ def test_run_accepts_a_nested_dict_and_refuses_bad_values():
         simrec.run({**data, "users": {"initial": 0}})
     with pytest.raises(simrec.ConfigError, match="known policies"):
         simrec.run({**data, "policy": {"name": "weekly"}})
+
+
+def test_the_last_bucket_ends_with_the_run():
+    """4 320 measured seconds in buckets of 900 s: four full buckets and one of 720 s, whose
+    width says so (it holds a fifth fewer steps)."""
+    cfg = simrec.compose(
+        ["policy=frozen", "sim.days=0.05", "sim.warmup_days=0.01", "sim.progress=false"]
+        + ["users.initial=1000", "items.initial=300"]
+    )
+    ts = simrec.run(cfg).timeseries
+    widths = ts.groupby("time_s")["bucket_s"].unique()
+    assert list(widths.index) == [0.0, 900.0, 1800.0, 2700.0, 3600.0]
+    assert [list(w) for w in widths] == [[900.0]] * 4 + [[720.0]]
+    # requests per second of bucket are alike in the short bucket and the full ones
+    a = ts[ts.cohort == "all"].groupby("time_s")[["requests", "bucket_s"]].sum()
+    rate = a.requests / a.bucket_s
+    assert rate.iloc[-1] == pytest.approx(rate.iloc[:-1].mean(), rel=0.5)

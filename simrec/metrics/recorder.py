@@ -59,6 +59,7 @@ class Recorder:
         self.dc_names = dc_names
         self.t0 = measure_start_s
         self.bucket_s = bucket_s
+        self.measure_s = measure_s
         self.n_buckets = int(np.ceil(measure_s / bucket_s - 1e-9))
         shape = (self.n_buckets, len(dc_names), len(COHORTS))
         self.c = {name: np.zeros(shape) for name in _COUNTS}
@@ -131,10 +132,12 @@ class Recorder:
         self.catch_up()
         nb, nd, nc = self.c["requests"].shape
         b, d, k = np.meshgrid(np.arange(nb), np.arange(nd), np.arange(nc), indexing="ij")
+        start = (b.ravel() * self.bucket_s).astype(float)
         df = pd.DataFrame(
             {
-                "time_s": (b.ravel() * self.bucket_s).astype(float),
-                "bucket_s": float(self.bucket_s),
+                "time_s": start,
+                # the last bucket ends with the run when sim.bucket_s does not divide it
+                "bucket_s": np.minimum(float(self.bucket_s), self.measure_s - start),
                 "datacenter": np.array(self.dc_names, dtype=object)[d.ravel()],
                 "cohort": np.array(COHORTS, dtype=object)[k.ravel()],
             }
