@@ -494,6 +494,7 @@ def step_config(
         sim__days=days,
         sim__warmup_days=0.5,
         sim__step_s=step_s,
+        sim__bucket_s=step_s * math.ceil(900.0 / step_s),  # whole steps: 960 s at 120 s
         learner__kind=learner,
         policy__pipeline__validation__enabled=validation,
     )
