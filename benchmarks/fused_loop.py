@@ -40,7 +40,7 @@ import time
 import numpy as np
 from numba import njit
 
-from simrec.serving.ranking import _scratch, _top_k, _window_scores
+from simrec.serving.ranking import _scratch, _top_k, _window_scores, first_distinct
 
 USERS, ITEMS, D, K, POOL, SLATE, BATCH = 100_000, 25_000, 8, 100, 512, 10, 256
 AFFINITY, DRIFT, LR = 3.0, 0.01, 0.2
@@ -65,17 +65,12 @@ def tables(seed: int) -> dict[str, np.ndarray]:
 
 @njit(nogil=True)
 def _pool(seen):
-    """POOL distinct items, uniformly, in draw order (``seen`` is zeroed scratch)."""
-    out = np.empty(POOL, np.int64)
-    c = 0
-    while c < POOL:
-        i = np.random.randint(ITEMS)
-        if not seen[i]:
-            seen[i] = True
-            out[c] = i
-            c += 1
-    seen[out] = False
-    return out
+    """POOL distinct items, uniformly, in draw order, as the engine draws them: the first
+    distinct ones of uniform draws (``seen`` is zeroed scratch)."""
+    while True:
+        out = first_distinct(np.random.randint(0, ITEMS, 2 * POOL), POOL, seen)
+        if len(out) == POOL:
+            return out
 
 
 @njit(nogil=True)

@@ -454,9 +454,13 @@ def _check(ok: bool, path: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{path}={value!r} is not allowed: must be {allowed}")
 
 
+def _number(n: int) -> str:
+    """``n`` with spaces between thousands from 10 000 on, as the docs write numbers."""
+    return f"{n:,}".replace(",", " ") if n >= 10_000 else str(n)
+
+
 def _count(path: str, value: int, lo: int, hi: int) -> None:
-    top = f"{hi:,}".replace(",", " ") if hi >= 10_000 else str(hi)
-    _check(lo <= value <= hi, path, value, f"in [{lo}, {top}]")
+    _check(lo <= value <= hi, path, value, f"in [{lo}, {_number(hi)}]")
 
 
 def _positive(path: str, value: float, allow_inf: bool = False) -> None:
@@ -521,7 +525,7 @@ def validate(cfg: Config) -> Config:
             u.arrival_rate_per_day <= MAX_ROWS,
             "users.arrival_rate_per_day",
             u.arrival_rate_per_day,
-            f"<= {MAX_ROWS:,}".replace(",", " "),
+            f"<= {_number(MAX_ROWS)}",
         )
     _positive("users.activity_median_per_day", u.activity_median_per_day)
     _check(
@@ -571,7 +575,7 @@ def validate(cfg: Config) -> Config:
             it.arrival_rate_per_day <= MAX_ROWS,
             "items.arrival_rate_per_day",
             it.arrival_rate_per_day,
-            f"<= {MAX_ROWS:,}".replace(",", " "),
+            f"<= {_number(MAX_ROWS)}",
         )
     _nonneg("items.spread_var", it.spread_var)
     _nonneg("items.quality_std", it.quality_std)

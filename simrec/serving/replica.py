@@ -202,7 +202,7 @@ class Server:
             if theirs is not None:
                 self._waited = not theirs.done()
                 theirs.result()
-        if cfg.rule_slots and len(world.items.active):
+        if cfg.rule_slots:
             self._rule_slots(items, p, true_u, t, n_model, n_batches)
         shown = items >= 0
         clicks = (rng.random((B, k), dtype=np.float32) < p) & shown
@@ -241,8 +241,8 @@ class Server:
         can run beside it, and on while the world moves on. Without ``score`` only the
         pools are drawn, so that the stream, and with it every later step's oracle, is the
         same as if they had been scored."""
-        if len(corpus) == 0:  # nothing live to show: an empty slate
-            return np.zeros(len(true_u)) if score else np.full(len(true_u), np.nan)
+        if len(corpus) == 0:  # nothing live: an empty slate, and nothing to draw
+            return np.full(len(true_u), 0.0 if score else np.nan)
         pools, start, K = self._retrieve(corpus, len(true_u), n_batches, self.rng_oracle)
         if not score:
             return np.full(len(true_u), np.nan)
@@ -270,6 +270,8 @@ class Server:
         place)."""
         cfg, rng, world = self.cfg, self.rng, self.world
         newest = world.items.active[-cfg.rule_pool :]
+        if len(newest) == 0:  # nothing live: the slots stay empty
+            return
         r = cfg.rule_slots
         bs = self.batch_size
         for q in range(n_batches):
